@@ -1,0 +1,122 @@
+"""Tests for raymia.cluster_config: the shipped cluster.yaml passes Ray's schema, offline."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raymia.cluster_config import ClusterConfigError, validate_cluster_config
+
+CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test if anything tries to open a network connection or resolve a name."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def _write_copy(tmp_path: Path, edit) -> Path:
+    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    edit(config)
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _message(path: Path) -> str:
+    with pytest.raises(ClusterConfigError) as info:
+        validate_cluster_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
+
+
+def test_shipped_cluster_yaml_validates_offline(no_network):
+    config = validate_cluster_config(CLUSTER_YAML)
+    assert config["cluster_name"] == "raymia"
+    assert config["provider"]["type"] == "aws"
+    head = config["head_node_type"]
+    assert config["available_node_types"][head]["resources"]["GPU"] == 0
+    workers = [node for name, node in config["available_node_types"].items() if name != head]
+    assert any(node["resources"].get("GPU", 0) >= 1 for node in workers)
+    assert all(node["min_workers"] == 0 for node in workers)  # autoscales from zero
+    assert config["file_mounts"] == {"~/raymia": "."}
+    # prepare_config merges the common setup commands into both node kinds.
+    assert "pip install -e ~/raymia" in config["head_setup_commands"]
+    assert "pip install -e ~/raymia" in config["worker_setup_commands"]
+
+
+def test_clusterconfigerror_is_a_valueerror():
+    assert issubclass(ClusterConfigError, ValueError)
+
+
+def test_unknown_top_level_key_fails(tmp_path):
+    path = _write_copy(tmp_path, lambda c: c.update(max_wrokers=3))
+    message = _message(path)
+    assert "max_wrokers" in message
+
+
+def test_unknown_key_in_node_type_names_its_path(tmp_path):
+    def edit(c):
+        c["available_node_types"]["ray.worker.gpu"]["min_worker"] = 1
+
+    message = _message(_write_copy(tmp_path, edit))
+    assert "available_node_types.ray.worker.gpu" in message
+    assert "min_worker" in message
+
+
+def test_head_node_type_not_in_available_node_types_fails(tmp_path):
+    path = _write_copy(tmp_path, lambda c: c.update(head_node_type="ray.head.gpu"))
+    message = _message(path)
+    assert "'ray.head.gpu'" in message
+    assert "ray.head.cpu" in message  # lists the node types that do exist
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "cluster.yaml"
+    message = _message(path)
+    assert "not found" in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text("cluster_name: raymia\nprovider: {type: aws\n")
+    message = _message(path)
+    assert "invalid YAML" in message
+    assert "line" in message
+
+
+def test_missing_provider_fails(tmp_path):
+    path = _write_copy(tmp_path, lambda c: c.pop("provider"))
+    assert "provider.type" in _message(path)
+
+
+def test_wrong_type_fails_with_key_path(tmp_path):
+    path = _write_copy(tmp_path, lambda c: c.update(idle_timeout_minutes="five"))
+    message = _message(path)
+    assert "idle_timeout_minutes" in message
+
+
+def test_malformed_section_reports_the_schema_problem(tmp_path):
+    # prepare_config trips over this before Ray's schema check; the schema names it.
+    path = _write_copy(tmp_path, lambda c: c.update(available_node_types=["ray.worker.gpu"]))
+    message = _message(path)
+    assert "available_node_types" in message
+    assert "not of type 'object'" in message
+
+
+def test_missing_head_node_type_says_it_is_not_set(tmp_path):
+    path = _write_copy(tmp_path, lambda c: c.pop("head_node_type"))
+    assert "head_node_type is not set" in _message(path)
