@@ -1,0 +1,129 @@
+"""What a mechanism is: a small unit declaring which training-loop hooks it uses.
+
+Hooks (the loop in `raymia.train` knows these, never the mechanisms themselves):
+- ``batch`` / ``targets``: `transform(batch)` rewrites inputs and/or soft targets, applied in
+  ascending `order` (input transforms, then target transforms, then batch mixing);
+- ``loss``: `loss_term(logits, batch)` adds a term to the training loss;
+- ``model``: `model_options()` feeds `build_model` (dropout rate, normalization), then
+  `fix_model(model)` may adapt the built model (Opacus' layer fixes);
+- ``optimizer``: `optimizer_options()` feeds the optimizer (weight decay);
+- ``wrapper``: `wrap(model, optimizer, loader)` replaces them (DP-SGD), `epsilon()` reports;
+- ``stopping``: `after_epoch(model)` may stop training, `on_train_end(model)` tidies up;
+- ``prepare``: `prepare(context)` runs once before training (a teacher, an inference model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..config import TrialConfig
+    from ..data import DatasetInfo, Split
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch: inputs, true hard labels and the soft targets the loss fits."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    targets: torch.Tensor
+
+    def with_(self, **changes: torch.Tensor) -> Batch:
+        """Return a copy with some fields replaced."""
+        return replace(self, **changes)
+
+
+@dataclass
+class TrainContext:
+    """What mechanisms may use: the config, data, device and a random generator."""
+
+    config: TrialConfig
+    info: DatasetInfo
+    device: torch.device
+    generator: torch.Generator
+    rng: np.random.Generator
+    members: Split
+    reference: Split | None = None
+    validation: Split | None = None
+    # The model being trained, as the loop runs it (set once it is built and wrapped).
+    model: nn.Module | None = None
+    # Trains a plain model (no mechanisms) on the members; set by the training loop.
+    train_plain: Callable[[], nn.Module] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Mechanism:
+    """Base class: every hook is a no-op; a mechanism overrides the ones it declares."""
+
+    name: ClassVar[str]
+    hooks: ClassVar[frozenset[str]]
+    order: ClassVar[int] = 0
+    # Distillation trains the student at the teacher's temperature; 1 for everyone else.
+    train_temperature: float = 1.0
+
+    def __init__(self, strength: float, context: TrainContext):
+        self.strength = strength
+        self.context = context
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.strength})"
+
+    def prepare(self) -> None:
+        """Run once before training."""
+
+    def transform(self, batch: Batch) -> Batch:
+        """Return the batch rewritten (``batch`` / ``targets`` hooks)."""
+        return batch
+
+    def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Return a scalar added to the training loss (``loss`` hook)."""
+        return logits.new_zeros(())
+
+    def model_options(self) -> dict[str, Any]:
+        """Return keyword arguments for `build_model` (``model`` hook)."""
+        return {}
+
+    def fix_model(self, model: nn.Module) -> nn.Module:
+        """Return the model adapted before its optimizer is built (``model`` hook)."""
+        return model
+
+    def optimizer_options(self) -> dict[str, Any]:
+        """Return keyword arguments for the optimizer (``optimizer`` hook)."""
+        return {}
+
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any) -> tuple:
+        """Return (model, optimizer, loader), possibly replaced (``wrapper`` hook)."""
+        return model, optimizer, loader
+
+    def epsilon(self) -> float | None:
+        """Return the privacy budget spent, where the mechanism accounts for one."""
+        return None
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> bool:
+        """Return True to stop training after this epoch (``stopping`` hook)."""
+        return False
+
+    def on_train_end(self, model: nn.Module) -> None:
+        """Tidy up once training ends (``stopping`` hook)."""
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform [0, 1) noise from the trial's generator, on the trial's device."""
+        g = self.context.generator
+        return torch.rand(*shape, generator=g, device=g.device)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal noise from the trial's generator, on the trial's device."""
+        g = self.context.generator
+        return torch.randn(*shape, generator=g, device=g.device)
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        """Integers in [0, high) from the trial's generator, on the trial's device."""
+        g = self.context.generator
+        return torch.randint(high, shape, generator=g, device=g.device)

@@ -1,0 +1,77 @@
+"""Output-level mechanisms: label smoothing, confidence penalty, DisturbLabel, distillation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Mechanism
+
+
+class DisturbLabel(Mechanism):
+    """With probability `strength`, replace a sample's target by a uniformly drawn class
+    (Xie et al. 2016). Runs before the other target transforms."""
+
+    name = "disturb_label"
+    hooks = frozenset({"targets"})
+    order = 40
+
+    def transform(self, batch: Batch) -> Batch:
+        n, classes = batch.targets.shape
+        disturbed = self.rand(n) < self.strength
+        random_targets = F.one_hot(self.randint(classes, n), classes).to(batch.targets.dtype)
+        targets = torch.where(disturbed[:, None], random_targets, batch.targets)
+        return batch.with_(targets=targets)
+
+
+class Distillation(Mechanism):
+    """Train on a teacher's soft targets at temperature `strength` (Hinton et al. 2015).
+
+    The teacher is a plain model trained first on the same members; the student fits
+    softmax(teacher / T) with its own logits divided by T during training.
+    """
+
+    name = "distillation"
+    hooks = frozenset({"prepare", "targets"})
+    order = 50
+
+    def __init__(self, strength, context):
+        super().__init__(strength, context)
+        self.train_temperature = float(strength)
+        self.teacher: torch.nn.Module | None = None
+
+    def prepare(self) -> None:
+        assert self.context.train_plain is not None
+        self.teacher = self.context.train_plain()
+        self.teacher.eval()
+
+    def transform(self, batch: Batch) -> Batch:
+        assert self.teacher is not None, "prepare() trains the teacher first"
+        with torch.no_grad():
+            soft = F.softmax(self.teacher(batch.x) / self.strength, dim=1)
+        return batch.with_(targets=soft)
+
+
+class LabelSmoothing(Mechanism):
+    """Mix the targets with the uniform distribution: (1 - alpha) * t + alpha / C."""
+
+    name = "label_smoothing"
+    hooks = frozenset({"targets"})
+    order = 60
+
+    def transform(self, batch: Batch) -> Batch:
+        classes = batch.targets.shape[1]
+        targets = (1 - self.strength) * batch.targets + self.strength / classes
+        return batch.with_(targets=targets)
+
+
+class ConfidencePenalty(Mechanism):
+    """Subtract beta times the predictive entropy from the loss (Pereyra et al. 2017)."""
+
+    name = "confidence_penalty"
+    hooks = frozenset({"loss"})
+
+    def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
+        return -self.strength * entropy

@@ -1,0 +1,193 @@
+"""One training loop, driven by the hooks of whichever mechanisms a config turns on."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .config import Mechanisms, TrialConfig
+from .data import DatasetInfo, Split
+from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
+from .models import build_model
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite."""
+
+
+@dataclass
+class TrainResult:
+    """A trained model (unwrapped, in eval mode) and what the run cost and spent."""
+
+    model: nn.Module
+    epochs_run: int
+    dp_epsilon: float | None
+    seconds: float
+    final_loss: float
+
+
+def resolve_device(setting: str) -> torch.device:
+    """Return the torch device for a config's `device` ("auto" picks CUDA when present)."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but CUDA is not available")
+    return torch.device(setting)
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Return the mean cross-entropy of soft `targets` under softmax(logits / T), times T^2.
+
+    The T^2 keeps gradient magnitudes comparable across temperatures (Hinton et al. 2015).
+    """
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    return -(targets * log_p).sum(dim=1).mean() * temperature**2
+
+
+def accuracy(model: nn.Module, split: Split, device: torch.device, batch_size: int = 1024) -> float:
+    """Return the top-1 accuracy of `model` on `split` (eval mode, no grad)."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(split), batch_size):
+            x = split.x[start : start + batch_size].to(device)
+            y = split.y[start : start + batch_size].to(device)
+            correct += int((model(x).argmax(dim=1) == y).sum())
+    return correct / max(1, len(split))
+
+
+def _optimizer(config: TrialConfig, model: nn.Module, options: dict) -> torch.optim.Optimizer:
+    options = {"weight_decay": 0.0, **options}
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, **options)
+    # AdamW with weight_decay 0 is Adam; with decay it is the decoupled form that shrinks weights.
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, **options)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """Return the plain module inside an Opacus GradSampleModule (or the model itself)."""
+    return getattr(model, "_module", model)
+
+
+def train_model(
+    config: TrialConfig,
+    info: DatasetInfo,
+    members: Split,
+    *,
+    reference: Split | None = None,
+    validation: Split | None = None,
+    device: torch.device | None = None,
+    seed_offset: int = 0,
+    use_mechanisms: bool = True,
+) -> TrainResult:
+    """Train a fresh model on `members` under the config's mechanisms and return it.
+
+    `seed_offset` gives teachers and reference models their own randomness; `use_mechanisms`
+    False trains the plain model (the distillation teacher). Raises TrainingDiverged when the
+    loss becomes non-finite.
+    """
+    started = time.perf_counter()
+    device = device or resolve_device(config.device)
+    seed = config.seed * 1000 + seed_offset
+    generator = torch.Generator(device=device).manual_seed(seed)
+    context = TrainContext(
+        config=config,
+        info=info,
+        device=device,
+        generator=generator,
+        rng=np.random.default_rng(seed),
+        members=members,
+        reference=reference,
+        validation=validation,
+    )
+    context.train_plain = lambda: (
+        train_model(
+            config, info, members, device=device, seed_offset=seed_offset + 1, use_mechanisms=False
+        ).model
+    )
+    mechanisms = build_mechanisms(config.mechanisms if use_mechanisms else Mechanisms(), context)
+
+    def using(hook: str) -> list[Mechanism]:
+        return [m for m in mechanisms if hook in m.hooks]
+
+    for m in using("prepare"):
+        m.prepare()
+
+    torch.manual_seed(seed)
+    model_options: dict = {}
+    optimizer_options: dict = {}
+    for m in using("model"):
+        model_options.update(m.model_options())
+    for m in using("optimizer"):
+        optimizer_options.update(m.optimizer_options())
+    model = build_model(info, **model_options)
+    for m in using("model"):
+        model = m.fix_model(model)
+    model = model.to(device)
+    optimizer = _optimizer(config, model, optimizer_options)
+    loader: DataLoader = DataLoader(
+        TensorDataset(members.x, members.y),
+        batch_size=min(config.batch_size, len(members)),
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    for m in using("wrapper"):
+        model, optimizer, loader = m.wrap(model, optimizer, loader)
+    context.model = model
+
+    transforms = sorted(
+        (m for m in mechanisms if m.hooks & {"batch", "targets"}), key=lambda m: m.order
+    )
+    loss_terms = using("loss")
+    stoppers = using("stopping")
+    temperature = math.prod(m.train_temperature for m in mechanisms)
+
+    epochs_run, last_loss = 0, float("nan")
+    for epoch in range(config.epochs):
+        model.train()
+        total, count = 0.0, 0
+        for x, y in loader:
+            if len(y) == 0:  # Poisson sampling (DP-SGD) can draw an empty batch
+                continue
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            batch = Batch(x, y, F.one_hot(y, info.num_classes).float())
+            for m in transforms:
+                batch = m.transform(batch)
+            logits = model(batch.x)
+            loss = soft_cross_entropy(logits, batch.targets, temperature)
+            for m in loss_terms:
+                loss = loss + m.loss_term(logits, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(y)
+            count += len(y)
+        epochs_run = epoch + 1
+        last_loss = float(total) / max(1, count)
+        if not math.isfinite(last_loss):
+            raise TrainingDiverged(f"training loss became {last_loss} in epoch {epochs_run}")
+        # every stopper sees every epoch (no short-circuit), so each keeps its own state right
+        if any([m.after_epoch(model, epoch) for m in stoppers]):
+            break
+    for m in stoppers:
+        m.on_train_end(model)
+
+    epsilons = [e for m in mechanisms if (e := m.epsilon()) is not None]
+    plain = _unwrap(model)
+    plain.eval()
+    return TrainResult(
+        model=plain,
+        epochs_run=epochs_run,
+        dp_epsilon=epsilons[0] if epsilons else None,
+        seconds=time.perf_counter() - started,
+        final_loss=last_loss,
+    )

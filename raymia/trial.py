@@ -1,0 +1,101 @@
+"""One trial: split the data, train under the config's mechanisms, measure. No Ray here."""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import TrialConfig, parse_trial_config
+from .data import Pool, Split, Splits, load_splits, split_pool
+from .train import accuracy, resolve_device, train_model
+
+# Share of the members held out to judge early stopping (never trained on, so never counted
+# as members when attacks are scored).
+VALIDATION_SHARE = 0.1
+
+
+def resolve_splits(config: TrialConfig, data: Splits | Pool | None = None) -> Splits:
+    """Return the config's membership splits from given splits, a shared pool, or the disk."""
+    if isinstance(data, Splits):
+        return data
+    sizes = dict(members=config.members, non_members=config.non_members, reference=config.reference)
+    if isinstance(data, Pool):
+        return split_pool(data, config.seed, **sizes)
+    return load_splits(
+        config.dataset, config.seed, data_root=config.data_root, download=config.download, **sizes
+    )
+
+
+def carve_validation(config: TrialConfig, members: Split) -> tuple[Split, Split | None]:
+    """Return (trained members, validation slice); the slice exists only for early stopping."""
+    if not config.mechanisms.early_stopping:
+        return members, None
+    n_val = max(10, int(round(VALIDATION_SHARE * len(members))))
+    order = np.random.default_rng([config.seed, 7]).permutation(len(members))
+    return members.take(np.sort(order[n_val:])), members.take(np.sort(order[:n_val]))
+
+
+def versions() -> dict[str, str]:
+    """Return the versions of raymia and the libraries that shape a result."""
+    out = {"raymia_version": __version__, "torch_version": torch.__version__}
+    for name in ("ray", "optuna", "opacus"):
+        try:
+            module = __import__(name)
+            out[f"{name}_version"] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            out[f"{name}_version"] = "absent"
+    out["python_version"] = platform.python_version()
+    return out
+
+
+def run_trial(
+    config: TrialConfig | dict[str, Any],
+    data: Splits | Pool | None = None,
+    *,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train one model under `config` and return its result row.
+
+    The row holds the flattened config, `status` "ok", `test_acc`, `train_acc`, `dp_epsilon`
+    (None without DP-SGD), `epochs_run`, `train_seconds`, `measure_seconds` and versions.
+    `threads` caps torch's intra-op threads at the CPUs the scheduler gave this trial. Raises
+    TrainingDiverged when the loss becomes non-finite.
+    """
+    if not isinstance(config, TrialConfig):
+        config = parse_trial_config(config)
+    if threads:
+        torch.set_num_threads(threads)
+    splits = resolve_splits(config, data)
+    device = resolve_device(config.device)
+    members, validation = carve_validation(config, splits.members)
+
+    trained = train_model(
+        config,
+        splits.info,
+        members,
+        reference=splits.reference,
+        validation=validation,
+        device=device,
+    )
+    started = time.perf_counter()
+    model = trained.model
+    row: dict[str, Any] = {
+        "status": "ok",
+        "error": None,
+        **config.flat(),
+        "device": device.type,
+        "members_trained": len(members),
+        "test_acc": accuracy(model, splits.test, device),
+        "train_acc": accuracy(model, members, device),
+        "dp_epsilon": trained.dp_epsilon,
+        "epochs_run": trained.epochs_run,
+        "train_seconds": trained.seconds,
+    }
+    row["measure_seconds"] = time.perf_counter() - started
+    row.update(versions())
+    return row
