@@ -1,0 +1,381 @@
+"""The results schema: one Parquet table of trials per sweep directory, plus per-trial scores.
+
+Layout of a sweep directory ``DIR``:
+
+- ``DIR/trials.parquet``: one row per trial (see "Results schema" in DESIGN.md). Columns are
+  the `LEADING_COLUMNS` first, then every other column in the order it was first seen (the
+  mechanism strengths, then the metrics, as `raymia.trial.run_trial` emits them).
+- ``DIR/scores/<trial_id>.parquet``: the per-sample membership scores of one trial, one column
+  per score (e.g. ``loss``, ``merlin``, ``dtc``, ``is_member``), all of the same length.
+
+Both are written atomically: to a temporary file in the same directory, flushed and fsynced,
+then renamed over the final name. A crash mid-write leaves the previous complete file in place;
+a reader never sees a half-written one.
+
+Column types are inferred from a column's non-null values across *all* rows, so a column that
+is null in the first rows and float later is float64, not broken:
+
+- all ``bool`` -> bool; all ``int`` -> int64; ``int`` and ``float`` mixed, or all ``float``
+  -> float64; all ``str`` -> string;
+- null in every row -> float64 (most such columns are a metric or strength that was off), except
+  the `LEADING_COLUMNS`, which always keep their fixed types (``seed`` int64, the rest string).
+
+Any other mix (``str`` with numbers, ``bool`` with numbers) is a ValueError naming the column.
+Numpy scalars are accepted and stored as their Python equivalents.
+
+Every file carries the key/value metadata ``raymia_schema_version = "1"``.
+
+Nothing here imports Ray: the sweep driver calls `TrialsWriter.add` as trials finish, and the
+analysis scripts call `load_results`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "LEADING_COLUMNS",
+    "SCHEMA_VERSION",
+    "SCORES_DIR",
+    "TRIALS_FILE",
+    "ResultsError",
+    "TrialsWriter",
+    "load_results",
+    "load_scores",
+    "scores_path",
+    "write_scores",
+    "write_trials",
+]
+
+#: File name of the trials table inside a sweep directory.
+TRIALS_FILE = "trials.parquet"
+#: Folder, inside a sweep directory, that holds one scores file per trial.
+SCORES_DIR = "scores"
+#: Value of the ``raymia_schema_version`` metadata key written into every file.
+SCHEMA_VERSION = "1"
+_SCHEMA_KEY = b"raymia_schema_version"
+
+#: The fixed columns that open every trials table, in order. Mechanism strengths and metrics
+#: follow, in first-seen order.
+LEADING_COLUMNS: tuple[str, ...] = ("trial_id", "status", "error", "seed", "dataset")
+
+# Fixed types of the leading columns: present (all null if no row sets them) and stable.
+_LEADING_TYPES: dict[str, pa.DataType] = {
+    "trial_id": pa.string(),
+    "status": pa.string(),
+    "error": pa.string(),
+    "seed": pa.int64(),
+    "dataset": pa.string(),
+}
+
+Scalar = str | int | float | bool | None
+
+# Longest file-name stem for a scores file (before the hash suffix); file systems cap at 255.
+_MAX_STEM = 100
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class ResultsError(ValueError):
+    """A results file or directory that cannot be used; the message names it and the problem."""
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_trials(out_dir: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` as ``out_dir/trials.parquet``, atomically, creating ``out_dir`` if needed.
+
+    Each row is a plain dict of str/int/float/bool/None values with a str ``trial_id``
+    (unique across rows); rows may carry different keys, missing values are null.
+
+    Returns the path of the written file. Raises ValueError for a row without a trial_id, a
+    duplicate trial_id, or a column whose values mix incompatible types; nothing is written
+    then.
+    """
+    out = Path(out_dir)
+    table = _trials_table(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / TRIALS_FILE
+    _atomic_write_table(table, path)
+    return path
+
+
+class TrialsWriter:
+    """The trials of one sweep directory, kept in memory and rewritten on disk at every change.
+
+    ``TrialsWriter(out_dir)`` loads the rows of an existing ``out_dir/trials.parquet`` (so a
+    resumed sweep keeps its finished trials); a corrupt existing file raises ResultsError
+    rather than being silently overwritten. Not safe for concurrent writers on one directory:
+    the sweep driver owns it.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / TRIALS_FILE
+        self._rows: list[dict[str, Scalar]] = []
+        if self.path.exists():
+            self._rows = _read_table(self.path).to_pylist()
+
+    @property
+    def rows(self) -> list[dict[str, Scalar]]:
+        """Copies of the current rows, in table order (loaded rows first, then added ones)."""
+        return [dict(row) for row in self._rows]
+
+    def trial_ids(self) -> list[str]:
+        """The trial ids of the current rows, in table order."""
+        return [str(row["trial_id"]) for row in self._rows]
+
+    def add(self, row: Mapping[str, Any]) -> Path:
+        """Add ``row``, replacing (in place) any row with the same trial_id, and rewrite the file.
+
+        Returns the path of the rewritten ``trials.parquet``. If the row is invalid or the write
+        fails, the in-memory rows and the file on disk are both left as they were.
+        """
+        trial_id = row.get("trial_id")
+        if not isinstance(trial_id, str) or not trial_id:
+            raise ValueError(f"row needs a non-empty str 'trial_id', got {trial_id!r}")
+        new_row = dict(row)
+        rows = list(self._rows)
+        for i, old in enumerate(rows):
+            if old.get("trial_id") == trial_id:
+                rows[i] = new_row
+                break
+        else:
+            rows.append(new_row)
+        path = write_trials(self.out_dir, rows)
+        self._rows = rows
+        return path
+
+
+def scores_path(out_dir: str | os.PathLike[str], trial_id: str) -> Path:
+    """Return where the scores of ``trial_id`` live: ``out_dir/scores/<safe name>.parquet``.
+
+    The file name is ``trial_id`` itself when it only uses ``[A-Za-z0-9._-]`` (and does not
+    start with a dot); otherwise unsafe characters become ``_`` and a short hash of the original
+    id is appended, so distinct ids never share a file.
+    """
+    return Path(out_dir) / SCORES_DIR / f"{_safe_name(trial_id)}.parquet"
+
+
+def write_scores(
+    out_dir: str | os.PathLike[str], trial_id: str, scores: Mapping[str, np.ndarray]
+) -> Path:
+    """Write the per-sample ``scores`` of one trial, atomically, as one column per entry.
+
+    Every array must be one-dimensional and all must have the same length (else ValueError).
+    Returns the path written, `scores_path(out_dir, trial_id)`.
+    """
+    columns: dict[str, pa.Array] = {}
+    lengths: dict[str, int] = {}
+    for name, values in scores.items():
+        arr = np.asarray(values)
+        if arr.ndim != 1:
+            raise ValueError(
+                f"trial {trial_id!r}: score {name!r} must be 1-dimensional, got shape {arr.shape}"
+            )
+        lengths[name] = len(arr)
+        columns[name] = pa.array(arr)
+    if len(set(lengths.values())) > 1:
+        sizes = ", ".join(f"{name}={n}" for name, n in lengths.items())
+        raise ValueError(f"trial {trial_id!r}: score arrays differ in length ({sizes})")
+    path = scores_path(out_dir, trial_id)
+    table = pa.table(columns).replace_schema_metadata(
+        {_SCHEMA_KEY: SCHEMA_VERSION.encode(), b"raymia_trial_id": trial_id.encode()}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_table(table, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Return the trials table of sweep directory ``out_dir`` as a DataFrame, one row a trial.
+
+    Columns keep the written order. Through pandas, string columns come back as pandas'
+    string dtype, int64 columns with nulls as float64, bool columns with nulls as object, and
+    nulls as NaN/None. An existing zero-row file gives an empty frame with its columns.
+
+    Raises ResultsError, naming the path, when the directory is missing, holds no
+    ``trials.parquet``, or the file is not a readable Parquet file (never an empty frame).
+    """
+    out = Path(out_dir)
+    if not out.exists():
+        raise ResultsError(f"{out}: no such directory")
+    if not out.is_dir():
+        raise ResultsError(
+            f"{out}: is a file, not a sweep directory (pass the directory holding {TRIALS_FILE})"
+        )
+    path = out / TRIALS_FILE
+    if not path.exists():
+        raise ResultsError(f"{out}: no {TRIALS_FILE} here; is this a raymia sweep directory?")
+    return _read_table(path).to_pandas()
+
+
+def load_scores(out_dir: str | os.PathLike[str], trial_id: str) -> pd.DataFrame:
+    """Return the per-sample scores of ``trial_id`` as a DataFrame, one column per score.
+
+    Raises ResultsError, naming the file, when it is missing or not a readable Parquet file.
+    """
+    path = scores_path(out_dir, trial_id)
+    if not path.exists():
+        raise ResultsError(f"{path}: no scores file for trial {trial_id!r}")
+    return _read_table(path).to_pandas()
+
+
+# --------------------------------------------------------------------------------------------
+# Internals
+
+
+def _trials_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Build the trials table: leading columns first, then first-seen order, inferred types."""
+    rows = list(rows)
+    seen_ids: set[str] = set()
+    order: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+    for i, row in enumerate(rows):
+        trial_id = row.get("trial_id")
+        if not isinstance(trial_id, str) or not trial_id:
+            raise ValueError(f"row {i}: needs a non-empty str 'trial_id', got {trial_id!r}")
+        if trial_id in seen_ids:
+            raise ValueError(f"row {i}: duplicate trial_id {trial_id!r}")
+        seen_ids.add(trial_id)
+        for key in row:
+            if not isinstance(key, str):
+                raise ValueError(f"trial {trial_id!r}: column names must be str, got {key!r}")
+            order.setdefault(key)
+
+    arrays: list[pa.Array] = []
+    for column in order:
+        values = [_plain(column, row.get(column)) for row in rows]
+        inferred = _infer_type(column, values)
+        fixed = _LEADING_TYPES.get(column)
+        if fixed is not None and inferred is not None and inferred != fixed:
+            raise ValueError(f"column {column!r}: expected {fixed} values, got {inferred}")
+        arrow_type = fixed if fixed is not None else inferred
+        if arrow_type is None:
+            arrow_type = pa.float64()
+        if arrow_type == pa.float64():
+            values = [None if v is None else float(v) for v in values]
+        arrays.append(pa.array(values, type=arrow_type))
+    table = pa.Table.from_arrays(arrays, names=list(order))
+    return table.replace_schema_metadata({_SCHEMA_KEY: SCHEMA_VERSION.encode()})
+
+
+def _plain(column: str, value: Any) -> Scalar:
+    """Return ``value`` as a plain Python scalar (numpy scalars unwrapped), or raise ValueError."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    # Exact types (not subclasses such as StrEnum or IntEnum) so type inference sees them.
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    raise ValueError(
+        f"column {column!r}: values must be str, int, float, bool or None, "
+        f"got {type(value).__name__} {value!r:.60}"
+    )
+
+
+def _infer_type(column: str, values: list[Scalar]) -> pa.DataType | None:
+    """Return the Arrow type of a column from its non-null values; None when all are null."""
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return None
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds == {int}:
+        return pa.int64()
+    if kinds <= {int, float}:
+        return pa.float64()
+    if kinds == {str}:
+        return pa.string()
+    names = ", ".join(sorted(k.__name__ for k in kinds))
+    raise ValueError(f"column {column!r}: values mix incompatible types ({names})")
+
+
+def _safe_name(trial_id: str) -> str:
+    """Return a file-name stem for ``trial_id`` that is safe and unique per id."""
+    if not isinstance(trial_id, str) or not trial_id:
+        raise ValueError(f"trial_id must be a non-empty str, got {trial_id!r}")
+    safe = _UNSAFE.sub("_", trial_id).lstrip(".")
+    if safe == trial_id and len(safe) <= _MAX_STEM:
+        return safe
+    digest = hashlib.sha256(trial_id.encode()).hexdigest()[:10]
+    return f"{safe[:_MAX_STEM]}-{digest}" if safe else digest
+
+
+def _atomic_write_table(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` via a fsynced temporary file in the same directory + rename.
+
+    On any failure the temporary file is removed and ``path`` keeps its previous content.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "xb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Fsync ``directory`` so the rename survives a power loss; skipped where unsupported."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_table(path: Path) -> pa.Table:
+    """Read the Parquet file at ``path``, or raise a one-line ResultsError naming it."""
+    try:
+        table = pq.read_table(path)
+    except PermissionError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise ResultsError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from exc
+    version = (table.schema.metadata or {}).get(_SCHEMA_KEY)
+    if version is not None and version.decode(errors="replace") != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: results schema version {version.decode(errors='replace')!r}, "
+            f"this raymia reads version {SCHEMA_VERSION!r}"
+        )
+    return table
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """Return the message of ``exc`` collapsed to one line of at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    # pyarrow repeats the path ("Could not open Parquet input source '<path>': ..."); the
+    # message already names it.
+    text = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,401 @@
+"""Tests for raymia.results: the trials table and per-trial scores on disk."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from raymia import results
+from raymia.results import (
+    LEADING_COLUMNS,
+    SCORES_DIR,
+    TRIALS_FILE,
+    ResultsError,
+    TrialsWriter,
+    load_results,
+    load_scores,
+    scores_path,
+    write_scores,
+    write_trials,
+)
+
+
+def _failed(trial_id: str = "t0") -> dict:
+    # A trial that failed before any metric: few columns, test_acc None.
+    return {
+        "trial_id": trial_id,
+        "status": "failed",
+        "error": "CUDA out of memory",
+        "seed": 0,
+        "dataset": "cifar10",
+        "dropout": 0.5,
+        "test_acc": None,
+    }
+
+
+def _ok(trial_id: str = "t1", **extra) -> dict:
+    row = {
+        "dataset": "cifar10",  # key order differs from the schema on purpose
+        "trial_id": trial_id,
+        "status": "ok",
+        "error": None,
+        "seed": 1,
+        "dropout": 0,  # int here, float elsewhere -> float64
+        "weight_decay": 5e-4,
+        "test_acc": 0.81,
+        "train_acc": 0.99,
+        "loss_adv": 0.12,
+        "dp_epsilon": None,
+        "early_stopped": True,
+        "git_sha": "abc123",
+    }
+    row.update(extra)
+    return row
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
+
+
+# --- round trip ------------------------------------------------------------------------------
+
+
+def test_round_trip_mixed_rows_keeps_values_and_dtypes(tmp_path: Path) -> None:
+    path = write_trials(tmp_path, [_failed("t0"), _ok("t1")])
+    assert path == tmp_path / TRIALS_FILE
+
+    df = load_results(tmp_path)
+    assert len(df) == 2
+    assert list(df["trial_id"]) == ["t0", "t1"]
+    # test_acc is float64 although the first row's value is None.
+    assert df["test_acc"].dtype == np.float64
+    assert math.isnan(df.loc[0, "test_acc"]) and df.loc[1, "test_acc"] == pytest.approx(0.81)
+    # Columns the failed row lacks are null there.
+    assert math.isnan(df.loc[0, "train_acc"]) and math.isnan(df.loc[0, "loss_adv"])
+    assert df["dropout"].dtype == np.float64 and list(df["dropout"]) == [0.5, 0.0]
+    assert df["seed"].dtype == np.int64 and list(df["seed"]) == [0, 1]
+    assert pd.api.types.is_string_dtype(df["status"]) and list(df["status"]) == ["failed", "ok"]
+    assert df.loc[0, "error"] == "CUDA out of memory" and pd.isna(df.loc[1, "error"])
+    assert df.loc[1, "git_sha"] == "abc123" and pd.isna(df.loc[0, "git_sha"])
+    # All-null column: float64 (documented choice).
+    assert df["dp_epsilon"].dtype == np.float64 and df["dp_epsilon"].isna().all()
+
+    schema = pq.read_schema(path)
+    assert schema.field("early_stopped").type == pa.bool_()
+    assert schema.field("test_acc").type == pa.float64()
+    assert schema.field("seed").type == pa.int64()
+    assert schema.field("error").type == pa.string()
+
+
+def test_bool_column_without_nulls_is_bool(tmp_path: Path) -> None:
+    write_trials(tmp_path, [_ok("a", early_stopped=False), _ok("b")])
+    df = load_results(tmp_path)
+    assert df["early_stopped"].dtype == np.bool_
+    assert list(df["early_stopped"]) == [False, True]
+
+
+def test_numpy_scalars_are_stored_as_plain_values(tmp_path: Path) -> None:
+    row = _ok("a", test_acc=np.float32(0.5), seed=np.int64(7), early_stopped=np.bool_(True))
+    write_trials(tmp_path, [row])
+    schema = pq.read_schema(tmp_path / TRIALS_FILE)
+    assert schema.field("test_acc").type == pa.float64()
+    assert schema.field("seed").type == pa.int64()
+    assert schema.field("early_stopped").type == pa.bool_()
+
+
+def test_column_order_leading_first_then_first_seen(tmp_path: Path) -> None:
+    rows = [_failed("t0"), _ok("t1"), _ok("t2", entropy_adv=0.3)]
+    write_trials(tmp_path, rows)
+    columns = list(load_results(tmp_path).columns)
+    assert columns[: len(LEADING_COLUMNS)] == list(LEADING_COLUMNS)
+    assert columns[len(LEADING_COLUMNS) :] == [
+        "dropout",
+        "test_acc",
+        "weight_decay",
+        "train_acc",
+        "loss_adv",
+        "dp_epsilon",
+        "early_stopped",
+        "git_sha",
+        "entropy_adv",
+    ]
+
+
+def test_leading_columns_present_even_when_rows_lack_them(tmp_path: Path) -> None:
+    write_trials(tmp_path, [{"trial_id": "x", "test_acc": 0.5}])
+    schema = pq.read_schema(tmp_path / TRIALS_FILE)
+    assert schema.names[:5] == list(LEADING_COLUMNS)
+    assert schema.field("error").type == pa.string()
+    assert schema.field("seed").type == pa.int64()
+
+
+def test_metadata_has_schema_version(tmp_path: Path) -> None:
+    path = write_trials(tmp_path, [_ok()])
+    assert pq.read_schema(path).metadata[b"raymia_schema_version"] == b"1"
+
+
+def test_zero_rows_gives_empty_frame_with_columns(tmp_path: Path) -> None:
+    write_trials(tmp_path, [])
+    df = load_results(tmp_path)
+    assert df.empty
+    assert list(df.columns) == list(LEADING_COLUMNS)
+
+
+def test_creates_missing_out_dir(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    write_trials(out, [_ok()])
+    assert (out / TRIALS_FILE).is_file()
+
+
+# --- invalid rows ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([{"status": "ok"}], "trial_id"),
+        ([_ok("a"), _ok("a")], "duplicate trial_id 'a'"),
+        ([_ok("a", test_acc="high"), _ok("b")], "'test_acc'.*incompatible"),
+        ([_ok("a", early_stopped=1), _ok("b")], "'early_stopped'.*incompatible"),
+        ([_ok("a", seed=1.5)], "'seed': expected int64"),
+        ([_ok("a", test_acc=[0.1])], "'test_acc'"),
+    ],
+)
+def test_invalid_rows_raise_and_write_nothing(tmp_path: Path, rows: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        write_trials(tmp_path, rows)
+    assert not (tmp_path / TRIALS_FILE).exists()
+    assert _leftovers(tmp_path) == []
+
+
+# --- TrialsWriter ----------------------------------------------------------------------------
+
+
+def test_writer_add_replace_no_duplicates_and_reload(tmp_path: Path) -> None:
+    writer = TrialsWriter(tmp_path)
+    assert writer.rows == [] and writer.trial_ids() == []
+
+    writer.add(_failed("t0"))
+    writer.add(_ok("t1"))
+    assert writer.trial_ids() == ["t0", "t1"]
+
+    # A retried trial replaces its failed row, in place.
+    writer.add(_ok("t0", test_acc=0.7))
+    assert writer.trial_ids() == ["t0", "t1"]
+    df = load_results(tmp_path)
+    assert list(df["trial_id"]) == ["t0", "t1"]
+    assert list(df["status"]) == ["ok", "ok"]
+    assert df.loc[0, "test_acc"] == pytest.approx(0.7)
+
+    # Resume: a new writer on the same directory keeps the rows, then appends.
+    resumed = TrialsWriter(tmp_path)
+    assert resumed.trial_ids() == ["t0", "t1"]
+    assert resumed.rows[1]["seed"] == 1 and resumed.rows[1]["early_stopped"] is True
+    resumed.add(_ok("t1", test_acc=0.9))
+    resumed.add(_ok("t2"))
+    df = load_results(tmp_path)
+    assert list(df["trial_id"]) == ["t0", "t1", "t2"]
+    assert df["test_acc"].tolist() == pytest.approx([0.7, 0.9, 0.81])
+    assert df["seed"].dtype == np.int64
+
+
+def test_writer_rows_are_copies(tmp_path: Path) -> None:
+    writer = TrialsWriter(tmp_path)
+    writer.add(_ok("a"))
+    writer.rows[0]["status"] = "mutated"
+    assert writer.rows[0]["status"] == "ok"
+
+
+def test_writer_invalid_row_leaves_state_unchanged(tmp_path: Path) -> None:
+    writer = TrialsWriter(tmp_path)
+    writer.add(_ok("a"))
+    before = (tmp_path / TRIALS_FILE).read_bytes()
+    with pytest.raises(ValueError, match="incompatible"):
+        writer.add(_ok("b", test_acc="nope"))
+    with pytest.raises(ValueError, match="trial_id"):
+        writer.add({"status": "ok"})
+    assert writer.trial_ids() == ["a"]
+    assert (tmp_path / TRIALS_FILE).read_bytes() == before
+
+
+def test_writer_refuses_to_overwrite_corrupt_file(tmp_path: Path) -> None:
+    (tmp_path / TRIALS_FILE).write_bytes(b"garbage")
+    with pytest.raises(ResultsError, match=TRIALS_FILE):
+        TrialsWriter(tmp_path)
+    assert (tmp_path / TRIALS_FILE).read_bytes() == b"garbage"
+
+
+# --- atomicity -------------------------------------------------------------------------------
+
+
+def _crashing_write_table(table, where, **kwargs):
+    # Write part of the file, then die, as a crash mid-write would.
+    where.write(b"PAR1 half a file")
+    raise RuntimeError("simulated crash during write")
+
+
+def test_crash_during_write_keeps_previous_file(tmp_path: Path, monkeypatch) -> None:
+    writer = TrialsWriter(tmp_path)
+    writer.add(_ok("t1"))
+    before = (tmp_path / TRIALS_FILE).read_bytes()
+
+    monkeypatch.setattr(results.pq, "write_table", _crashing_write_table)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        writer.add(_ok("t2"))
+
+    assert (tmp_path / TRIALS_FILE).read_bytes() == before
+    assert list(load_results(tmp_path)["trial_id"]) == ["t1"]
+    assert writer.trial_ids() == ["t1"]
+    assert _leftovers(tmp_path) == []
+
+    monkeypatch.undo()
+    writer.add(_ok("t2"))  # retry succeeds
+    assert list(load_results(tmp_path)["trial_id"]) == ["t1", "t2"]
+
+
+def test_crash_at_rename_keeps_previous_file(tmp_path: Path, monkeypatch) -> None:
+    write_trials(tmp_path, [_ok("t1")])
+    before = (tmp_path / TRIALS_FILE).read_bytes()
+
+    def failing_replace(src, dst):
+        assert Path(src).exists() and ".tmp-" in Path(src).name  # fully written temp file
+        raise OSError("simulated crash at rename")
+
+    monkeypatch.setattr(results.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="simulated crash"):
+        write_trials(tmp_path, [_ok("t1"), _ok("t2")])
+
+    assert (tmp_path / TRIALS_FILE).read_bytes() == before
+    assert list(load_results(tmp_path)["trial_id"]) == ["t1"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_goes_through_temp_file_in_same_dir(tmp_path: Path, monkeypatch) -> None:
+    seen: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def spy_replace(src, dst):
+        seen.append((str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(results.os, "replace", spy_replace)
+    write_trials(tmp_path, [_ok()])
+    [(src, dst)] = seen
+    assert Path(src).parent == tmp_path and Path(src).name.startswith(f".{TRIALS_FILE}.tmp-")
+    assert Path(dst) == tmp_path / TRIALS_FILE
+
+
+# --- loading errors --------------------------------------------------------------------------
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ResultsError, match="no such directory") as info:
+        load_results(missing)
+    assert str(missing) in str(info.value)
+
+
+def test_directory_without_trials_file(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError) as info:
+        load_results(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path}: no trials.parquet here; is this a raymia sweep directory?"
+    )
+
+
+def test_file_instead_of_directory(tmp_path: Path) -> None:
+    path = write_trials(tmp_path, [_ok()])
+    with pytest.raises(ResultsError, match="not a sweep directory"):
+        load_results(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "tail"])
+def test_corrupt_file_raises_naming_it(tmp_path: Path, damage: str) -> None:
+    path = write_trials(tmp_path, [_failed("t0"), _ok("t1")])
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"this is not parquet at all" * 10)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # footer intact, body zeroed
+        path.write_bytes(b"PAR1" + b"\0" * (len(data) - 12) + data[-8:])
+    with pytest.raises(ResultsError) as info:
+        load_results(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a readable Parquet file (")
+    assert "\n" not in message
+
+
+def test_other_schema_version_is_refused(tmp_path: Path) -> None:
+    table = pa.table({"trial_id": ["a"]}).replace_schema_metadata({b"raymia_schema_version": b"99"})
+    pq.write_table(table, tmp_path / TRIALS_FILE)
+    with pytest.raises(ResultsError, match="version '99'"):
+        load_results(tmp_path)
+
+
+# --- scores ----------------------------------------------------------------------------------
+
+
+def test_scores_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    scores = {
+        "loss": rng.random(50),
+        "merlin": rng.random(50).astype(np.float32),
+        "is_member": np.arange(50) % 2 == 0,
+        "index": np.arange(50, dtype=np.int64),
+    }
+    path = write_scores(tmp_path, "t1", scores)
+    assert path == tmp_path / SCORES_DIR / "t1.parquet"
+    assert pq.read_schema(path).metadata[b"raymia_schema_version"] == b"1"
+
+    df = load_scores(tmp_path, "t1")
+    assert list(df.columns) == list(scores)
+    for name, values in scores.items():
+        np.testing.assert_array_equal(df[name].to_numpy(), values)
+        assert df[name].dtype == values.dtype
+    assert _leftovers(path.parent) == []
+
+
+def test_scores_length_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"differ in length \(loss=3, merlin=4\)"):
+        write_scores(tmp_path, "t1", {"loss": np.zeros(3), "merlin": np.zeros(4)})
+    assert not scores_path(tmp_path, "t1").exists()
+
+
+def test_scores_must_be_1d(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="1-dimensional"):
+        write_scores(tmp_path, "t1", {"loss": np.zeros((3, 2))})
+
+
+def test_scores_trial_id_is_sanitized(tmp_path: Path) -> None:
+    ids = ["../../etc/passwd", "a/b", "a_b", ".hidden", "x" * 300]
+    paths = [write_scores(tmp_path, i, {"loss": np.arange(3.0)}) for i in ids]
+    assert len(set(paths)) == len(ids)  # distinct ids never share a file
+    for trial_id, path in zip(ids, paths, strict=True):
+        assert path.parent == tmp_path / SCORES_DIR
+        assert not path.name.startswith(".") and len(path.name) < 200
+        np.testing.assert_array_equal(load_scores(tmp_path, trial_id)["loss"], np.arange(3.0))
+    assert paths[2].name == "a_b.parquet"
+
+
+def test_missing_scores_names_file(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="no scores file for trial 'ghost'") as info:
+        load_scores(tmp_path, "ghost")
+    assert str(scores_path(tmp_path, "ghost")) in str(info.value)
+
+
+def test_corrupt_scores_names_file(tmp_path: Path) -> None:
+    path = write_scores(tmp_path, "t1", {"loss": np.zeros(3)})
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(ResultsError, match="not a readable Parquet file") as info:
+        load_scores(tmp_path, "t1")
+    assert str(path) in str(info.value)
