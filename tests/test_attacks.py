@@ -1,0 +1,309 @@
+"""Tests for raymia.attacks: known answers on hand-made models, and leakage on a real target."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import norm
+from torch import nn
+
+from raymia import attacks, metrics
+from raymia.config import AttackOptions, Mechanisms, TrialConfig
+from raymia.data import load_splits
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The test box is shared: keep torch to one core while this module runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-made models
+# --------------------------------------------------------------------------------------------
+
+W = np.array([[1.0, -2.0, 0.5, 0.0], [0.0, 1.0, -1.0, 2.0], [-1.0, 0.5, 0.0, 1.0]])
+B = np.array([0.1, -0.2, 0.3])
+X = np.array(
+    [[[[1.0, 0.0], [2.0, -1.0]]], [[[0.5, 0.5], [-0.5, 1.5]]], [[[-1.0, 3.0], [0.0, 0.2]]]]
+)  # (3, 1, 2, 2)
+Y = np.array([0, 2, 1])
+
+
+def linear_model() -> nn.Module:
+    """A float64 linear classifier on flattened 2x2 images with fixed weights."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.from_numpy(W))
+        model[1].bias.copy_(torch.from_numpy(B))
+    return model
+
+
+def numpy_probs() -> np.ndarray:
+    logits = X.reshape(3, 4) @ W.T + B
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Bowl(nn.Module):
+    """Two classes; class 0's logit is -||x - c||^2, class 1's is 0.
+
+    The loss of class 0, softplus(||x - c||^2), has its strict minimum at x = c, where the loss
+    of class 1 has its strict maximum.
+    """
+
+    def __init__(self, centre: torch.Tensor):
+        super().__init__()
+        self.centre = nn.Parameter(centre.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = ((x - self.centre) ** 2).flatten(1).sum(dim=1)
+        return torch.stack([-d, torch.zeros_like(d)], dim=1)
+
+
+def test_probability_scores_match_hand_computation():
+    model = linear_model()
+    p = numpy_probs()
+    rows = np.arange(3)
+    p_y = p[rows, Y]
+    loss = -np.log(p_y)
+    entropy = -(p * np.log(p)).sum(axis=1)
+    others = np.ones_like(p, dtype=bool)
+    others[rows, Y] = False
+    mentr = -(1 - p_y) * np.log(p_y) - np.where(others, p * np.log(1 - p), 0.0).sum(axis=1)
+
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    np.testing.assert_allclose(attacks.per_sample_loss(model, x, y), loss, rtol=1e-12)
+    np.testing.assert_allclose(attacks.loss_scores(model, x, y), -loss, rtol=1e-12)
+    np.testing.assert_allclose(attacks.confidence_scores(model, x, y), p_y, rtol=1e-12)
+    np.testing.assert_allclose(attacks.entropy_scores(model, x, y), -entropy, rtol=1e-12)
+    np.testing.assert_allclose(attacks.modified_entropy_scores(model, X, Y), -mentr, rtol=1e-12)
+    # LiRA's statistic: log p_y - log(1 - p_y)
+    np.testing.assert_allclose(
+        attacks.scaled_logit(model, x, y), np.log(p_y) - np.log(1 - p_y), rtol=1e-12
+    )
+
+
+def test_scores_do_not_depend_on_chunking_and_restore_train_mode():
+    model = linear_model().train()
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    options = AttackOptions(merlin_neighbours=5, merlin_sigma=0.1)
+    whole = attacks.score_all(model, x, y, options, seed=3)
+    one_by_one = attacks.score_all(model, x, y, options, seed=3, batch_size=1)
+    assert list(whole) == list(attacks.ATTACKS)
+    for key in ("loss", "confidence", "entropy", "modified_entropy"):
+        np.testing.assert_allclose(whole[key], one_by_one[key], rtol=1e-12)
+        assert whole[key].dtype == np.float64 and whole[key].shape == (3,)
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_extreme_logits_stay_finite_and_ordered():
+    model = linear_model()
+    with torch.no_grad():
+        model[1].weight.mul_(200.0)  # p_y rounds to 1 (or 0) in float64
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    scores = attacks.score_all(model, x, y, AttackOptions(merlin_neighbours=3), seed=0)
+    for key, values in scores.items():
+        assert np.all(np.isfinite(values)), key
+    phi = attacks.scaled_logit(model, x, y)
+    assert np.all(np.isfinite(phi))
+    # phi keeps resolving confidences that round to exactly 1: it is z_y - logsumexp(z_others).
+    logits = X.reshape(3, 4) @ (200 * W).T + B
+    rows = np.arange(3)
+    others = np.where(np.eye(3, dtype=bool)[Y], -np.inf, logits)
+    expected = logits[rows, Y] - logsumexp(others, axis=1)
+    np.testing.assert_allclose(phi, expected, rtol=1e-9)
+    assert np.max(phi) > 40  # far past where p_y = 1 in float64
+
+
+def test_empty_input_gives_empty_scores():
+    model = linear_model()
+    x, y = torch.zeros(0, 1, 2, 2, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+    scores = attacks.score_all(model, x, y, AttackOptions(), seed=0)
+    assert all(v.shape == (0,) for v in scores.values())
+
+
+def test_yeom_threshold_pairs_with_advantage_at_threshold():
+    train_losses = np.array([0.1, 0.2, 0.3])
+    assert attacks.yeom_threshold(train_losses) == pytest.approx(0.2)
+    losses = np.array([0.05, 0.2, 0.25, 0.9])  # member iff loss <= 0.2
+    is_member = np.array([True, True, False, False])
+    threshold = attacks.yeom_score_threshold(train_losses)
+    assert metrics.advantage_at_threshold(-losses, is_member, threshold) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        attacks.yeom_threshold(np.array([]))
+
+
+# --------------------------------------------------------------------------------------------
+# Merlin
+# --------------------------------------------------------------------------------------------
+
+
+def test_merlin_known_answers_at_a_strict_minimum_and_maximum():
+    centre = torch.tensor([[[0.5, -1.0], [2.0, 0.0]]])
+    model = Bowl(centre)
+    x = torch.stack([centre, centre, centre + 0.3])
+    y = torch.tensor([0, 1, 0])
+    scores = attacks.merlin_scores(model, x, y, neighbours=50, sigma=0.1, seed=0)
+    assert scores[0] == 1.0  # every noisy copy leaves the minimum: loss rises
+    assert scores[1] == 0.0  # every noisy copy leaves the maximum: loss falls
+    assert 0.0 < scores[2] < 1.0
+
+
+def test_merlin_is_deterministic_given_the_seed():
+    model = linear_model()
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    a = attacks.merlin_scores(model, x, y, neighbours=40, sigma=0.5, seed=7)
+    b = attacks.merlin_scores(model, x, y, neighbours=40, sigma=0.5, seed=7)
+    c = attacks.merlin_scores(model, x, y, neighbours=40, sigma=0.5, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.all((a >= 0) & (a <= 1))
+    np.testing.assert_allclose(a * 40, np.round(a * 40))  # fractions of the 40 copies
+    with pytest.raises(ValueError):
+        attacks.merlin_scores(model, x, y, neighbours=0, sigma=0.5, seed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# LiRA offline
+# --------------------------------------------------------------------------------------------
+
+
+def test_lira_offline_known_answer_with_pooled_std():
+    reference = np.array([[0.0, 1.0, 2.0], [1.0, 2.0, 2.0], [2.0, 0.0, 5.0], [1.0, 1.0, 3.0]])
+    target = np.array([4.0, 1.0, 0.0])
+    mean = reference.mean(axis=0)  # [1, 1, 3]
+    k, n = reference.shape
+    pooled = np.sqrt(((reference - mean) ** 2).sum() / (n * (k - 1)))
+    expected = norm.logcdf(target, loc=mean, scale=pooled)
+    scores = attacks.lira_offline_scores(target, reference)
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+    assert scores[0] > scores[1] > scores[2]  # phi above the OUT mean scores highest
+    assert np.all(scores <= 0)
+
+
+def test_lira_offline_per_sample_std_from_sixteen_models():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(16, 5)) * np.array([0.5, 1.0, 2.0, 3.0, 4.0])
+    target = rng.normal(size=5)
+    expected = norm.logcdf(target, loc=reference.mean(0), scale=reference.std(0, ddof=1))
+    np.testing.assert_allclose(attacks.lira_offline_scores(target, reference), expected, rtol=1e-12)
+
+
+def test_lira_offline_single_model_and_bad_shapes():
+    reference = np.array([[0.0, 2.0, 4.0]])
+    target = np.array([1.0, 1.0, 1.0])
+    expected = norm.logcdf(target, loc=reference[0], scale=reference.std())
+    np.testing.assert_allclose(attacks.lira_offline_scores(target, reference), expected)
+    # identical reference outputs: no division by zero, still ordered
+    flat = attacks.lira_offline_scores(np.array([1.0, 0.0]), np.zeros((3, 2)))
+    assert flat[0] > flat[1]
+    with pytest.raises(ValueError):
+        attacks.lira_offline_scores(target, reference[0])
+    with pytest.raises(ValueError):
+        attacks.lira_offline_scores(target[:2], reference)
+
+
+# --------------------------------------------------------------------------------------------
+# A memorizing target on digits, and reference models under the same config
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_splits("digits", 0, members=100, non_members=100, reference=100)
+
+
+@pytest.fixture(scope="module")
+def target(digits):
+    from raymia.train import train_model
+
+    config = TrialConfig(members=100, non_members=100, reference=100, epochs=30, device="cpu")
+    model = train_model(config, digits.info, digits.members, device=torch.device("cpu")).model
+    x = torch.cat([digits.members.x, digits.non_members.x])
+    y = torch.cat([digits.members.y, digits.non_members.y])
+    is_member = np.r_[np.ones(100, bool), np.zeros(100, bool)]
+    return config, model, x, y, is_member
+
+
+@pytest.mark.slow
+def test_attacks_detect_members_of_a_memorizing_target(target):
+    config, model, x, y, is_member = target
+    scores = attacks.score_all(
+        model, x, y, AttackOptions(merlin_neighbours=30, merlin_sigma=0.1), 0
+    )
+    aucs = {key: metrics.auc(values, is_member) for key, values in scores.items()}
+    assert aucs["loss"] > 0.6, aucs
+    assert aucs["merlin"] > 0.5, aucs
+    for key in ("confidence", "entropy", "modified_entropy"):
+        assert aucs[key] > 0.6, aucs
+    # the Yeom threshold (mean member loss) beats guessing on the evaluation set
+    member_losses = attacks.per_sample_loss(model, x[:100], y[:100])
+    threshold = attacks.yeom_score_threshold(member_losses)
+    assert metrics.advantage_at_threshold(scores["loss"], is_member, threshold) > 0.1
+
+
+@pytest.mark.slow
+def test_reference_models_are_distinct_out_models_and_feed_lira(target, digits):
+    config, model, x, y, is_member = target
+    trained_on: list = []
+    real_train_model = attacks.train_model
+
+    def recording(config, info, members, **kwargs):
+        trained_on.append((members, kwargs))
+        return real_train_model(config, info, members, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(attacks, "train_model", recording)
+        models = attacks.train_reference_models(config, digits.info, digits.reference, k=2)
+
+    assert len(models) == 2
+    assert all(not m.training for m in models for m in m.modules())
+    first, second = (dict(m.named_parameters()) for m in models)
+    assert any(not torch.equal(first[name], second[name]) for name in first)
+
+    evaluated = set(digits.members.indices) | set(digits.non_members.indices)
+    halves = []
+    for members, kwargs in trained_on:
+        used = set(members.indices)
+        assert len(used) == 50 and used <= set(digits.reference.indices)
+        assert not used & evaluated
+        assert not used & set(kwargs["reference"].indices)
+        assert kwargs["seed_offset"] >= 100
+        halves.append(used)
+    assert halves[0] != halves[1]
+    assert trained_on[0][1]["seed_offset"] != trained_on[1][1]["seed_offset"]
+
+    target_phi = attacks.scaled_logit(model, x, y)
+    reference_phi = np.stack([attacks.scaled_logit(m, x, y) for m in models])
+    lira = attacks.lira_offline_scores(target_phi, reference_phi)
+    assert metrics.auc(lira, is_member) > 0.6
+
+
+def test_reference_models_train_under_mechanisms_that_need_side_data(digits):
+    config = TrialConfig(
+        members=100,
+        non_members=100,
+        reference=100,
+        epochs=2,
+        device="cpu",
+        mechanisms=Mechanisms(adv_reg=1.0, early_stopping=1),
+    )
+    models = attacks.train_reference_models(config, digits.info, digits.reference, k=1)
+    assert len(models) == 1 and not models[0].training
+    assert attacks.train_reference_models(config, digits.info, digits.reference, k=0) == []
+
+
+def test_reference_halves_are_seeded_halves():
+    halves = attacks.reference_halves(11, 3, seed=5)
+    again = attacks.reference_halves(11, 3, seed=5)
+    for (a, b), (c, d) in zip(halves, again, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+        assert len(a) == 5 and np.array_equal(np.sort(np.r_[a, b]), np.arange(11))
+    assert not np.array_equal(halves[0][0], halves[1][0])
