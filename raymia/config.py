@@ -44,7 +44,7 @@ class Mechanisms(_Strict):
     distillation: float = Field(0.0, ge=0, le=100.0, description="distillation temperature")
     # model / optimizer level
     dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability")
-    weight_decay: float = Field(0.0, ge=0, le=0.1, description="weight decay lambda")
+    weight_decay: float = Field(0.0, ge=0, le=1.0, description="weight decay lambda")
     # training level
     early_stopping: int = Field(0, ge=0, le=100, description="patience in epochs")
     adv_reg: float = Field(0.0, ge=0, le=10.0, description="adversarial regularization lambda")
@@ -84,7 +84,7 @@ class AttackOptions(_Strict):
     """Which membership inference attacks run after training, and their knobs."""
 
     merlin_neighbours: int = Field(100, ge=1, le=1000, description="Merlin's T")
-    merlin_sigma: float = Field(0.01, gt=0, le=5.0, description="Merlin's noise sigma")
+    merlin_sigma: float = Field(0.1, gt=0, le=5.0, description="Merlin's noise sigma")
     lira_reference_models: int = Field(0, ge=0, le=256, description="LiRA's K (0 = off)")
     shadow_calibration: bool = Field(
         True, description="train one shadow model on reference data for calibrated thresholds"

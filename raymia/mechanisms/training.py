@@ -61,16 +61,23 @@ class InferenceModel(nn.Module):
     def __init__(self, num_classes: int, width: int = 64):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(2 * num_classes, width),
+            nn.Linear(2 * num_classes + 1, width),
             nn.ReLU(),
             nn.Linear(width, width // 2),
             nn.ReLU(),
             nn.Linear(width // 2, 1),
         )
 
-    def forward(self, probs: torch.Tensor, labels_one_hot: torch.Tensor) -> torch.Tensor:
-        """Return the membership logit per sample (N,)."""
-        return self.net(torch.cat([probs, labels_one_hot], dim=1)).squeeze(1)
+    def forward(self, logits: torch.Tensor, labels_one_hot: torch.Tensor) -> torch.Tensor:
+        """Return the membership logit per sample (N,) from the classifier's logits."""
+        # Log-probabilities, not probabilities: members differ from non-members mostly in how
+        # close to 1 the top probability is, which softmax squashes (and its gradient with it).
+        # Sorted, so h judges confidence rather than class identity; the true class's own
+        # log-probability and the label ride alongside.
+        log_p = F.log_softmax(logits, dim=1).clamp(min=-30.0)
+        true_log_p = (log_p * labels_one_hot).sum(dim=1, keepdim=True)
+        ranked = log_p.sort(dim=1, descending=True).values
+        return self.net(torch.cat([ranked, true_log_p, labels_one_hot], dim=1)).squeeze(1)
 
 
 class AdversarialRegularization(Mechanism):
@@ -99,19 +106,19 @@ class AdversarialRegularization(Mechanism):
         member_onehot = F.one_hot(batch.y, classes).float()
         idx = self.randint(len(self.reference_y), len(batch.y))
         with torch.no_grad():
-            ref_probs = F.softmax(model(self.reference_x[idx]), dim=1)
+            ref_logits = model(self.reference_x[idx])
         ref_onehot = F.one_hot(self.reference_y[idx], classes).float()
         # 1) the inference model's step, on detached classifier outputs
         self.inference_optimizer.zero_grad(set_to_none=True)
-        member_logit = self.inference(F.softmax(logits.detach(), dim=1), member_onehot)
-        ref_logit = self.inference(ref_probs, ref_onehot)
+        member_logit = self.inference(logits.detach(), member_onehot)
+        ref_logit = self.inference(ref_logits, ref_onehot)
         attack_loss = F.binary_cross_entropy_with_logits(
             member_logit, torch.ones_like(member_logit)
         ) + F.binary_cross_entropy_with_logits(ref_logit, torch.zeros_like(ref_logit))
         attack_loss.backward()
         self.inference_optimizer.step()
         # 2) the classifier's privacy term; h's own grads from it are cleared at its next step
-        gain = F.logsigmoid(self.inference(F.softmax(logits, dim=1), member_onehot)).mean()
+        gain = F.logsigmoid(self.inference(logits, member_onehot)).mean()
         return self.strength * gain
 
 

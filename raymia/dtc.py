@@ -1,0 +1,460 @@
+"""Distance-to-confident (DtC): a white-box membership signal.
+
+DtC(x, y) is the smallest radius e such that projected gradient ascent on log p(y | x + d),
+with ||d|| <= e (L2 by default, Linf selectable), reaches p(y | x + d) >= tau. It is 0 for a
+sample that is already confident and censored at ``eps_max`` when tau is never reached. Members
+are expected to sit closer to confidence than non-members, even where attacks on the output
+alone fail (Kaya et al., 2020: "a false sense of privacy").
+
+The search over e is a per-sample bisection. :func:`dtc` runs it for all samples at once, one
+batched PGD per bisection round, dropping samples from the batch as soon as they reach tau;
+:func:`dtc_reference` is the same algorithm one sample at a time, kept as the correctness
+reference and the benchmark baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from raymia.metrics import advantage, auc
+
+__all__ = [
+    "DtcOptions",
+    "DtcResult",
+    "dtc",
+    "dtc_reference",
+    "resolve_tau",
+    "summarize_dtc",
+    "true_class_confidence",
+]
+
+Norm = Literal["l2", "linf"]
+
+# Inputs are standardized to about unit variance per pixel, so an L2 radius of 8 is a large
+# perturbation for small images and a Linf radius of 1 shifts every pixel by a full standard
+# deviation: samples that still do not reach tau within these are fairly called censored.
+DEFAULT_EPS_MAX: dict[str, float] = {"l2": 8.0, "linf": 1.0}
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class DtcOptions:
+    """How DtC is searched.
+
+    Attributes:
+        norm: ``"l2"`` (default) or ``"linf"``: the ball the perturbation lives in.
+        eps_max: largest radius searched; a sample not reaching tau within it is censored
+            there. ``None`` (default) picks the norm's default from ``DEFAULT_EPS_MAX``
+            (8.0 for L2, 1.0 for Linf, for inputs standardized to unit variance per pixel).
+        bisection_steps: bisection rounds over [0, eps_max]; the resolution is
+            eps_max / 2**bisection_steps.
+        pgd_steps: gradient ascent steps per PGD run.
+        relative_step_size: PGD step size as a multiple of e / pgd_steps (2.5 lets the ascent
+            cross the whole ball and still correct its course).
+        batch_size: samples per chunk; chunks only bound memory, they do not change results.
+        tau: the confidence target, ``"quantile:q"`` or ``"absolute:p"`` (see
+            :func:`resolve_tau`).
+    """
+
+    norm: Norm = "l2"
+    eps_max: float | None = None
+    bisection_steps: int = 10
+    pgd_steps: int = 20
+    relative_step_size: float = 2.5
+    batch_size: int = 512
+    tau: str = "quantile:0.9"
+
+    def __post_init__(self) -> None:
+        if self.norm not in DEFAULT_EPS_MAX:
+            raise ValueError(f"DtcOptions.norm: got {self.norm!r}, expected 'l2' or 'linf'")
+        if self.eps_max is None:
+            # Frozen dataclass: fill the norm-dependent default once, here.
+            object.__setattr__(self, "eps_max", DEFAULT_EPS_MAX[self.norm])
+        checks = [
+            ("eps_max", self.eps_max, self.eps_max is not None and self.eps_max > 0, "> 0"),
+            ("bisection_steps", self.bisection_steps, self.bisection_steps >= 0, ">= 0"),
+            ("pgd_steps", self.pgd_steps, self.pgd_steps >= 1, ">= 1"),
+            ("relative_step_size", self.relative_step_size, self.relative_step_size > 0, "> 0"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, ">= 1"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"DtcOptions.{name}: got {value!r}, expected {expected}")
+        _parse_tau(self.tau)  # fail at construction, not mid-trial
+
+    @property
+    def radius_max(self) -> float:
+        """Return eps_max as a float (always set after construction)."""
+        assert self.eps_max is not None
+        return float(self.eps_max)
+
+
+@dataclass(frozen=True, eq=False)
+class DtcResult:
+    """Per-sample DtC.
+
+    Attributes:
+        distance: float64, one per sample: 0 for samples already confident, eps_max for
+            censored ones, else the smallest radius found by bisection (its upper end).
+        censored: bool, one per sample: True where tau was not reached within eps_max.
+    """
+
+    distance: np.ndarray
+    censored: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.distance.shape != self.censored.shape or self.distance.ndim != 1:
+            raise ValueError(
+                "DtcResult: distance and censored must be 1-d arrays of the same length, got "
+                f"shapes {self.distance.shape} and {self.censored.shape}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.distance.shape[0])
+
+
+_TAU_FORMS = "'quantile:q' or 'absolute:p' with q, p in (0, 1), e.g. 'quantile:0.9'"
+
+
+def resolve_tau(spec: str, reference_confidence: np.ndarray | None) -> float:
+    """Turn a tau spec into a confidence target.
+
+    ``"quantile:q"`` returns the q-quantile of ``reference_confidence`` (the true-class
+    confidence of reference non-members, so that tau stays reachable even under label
+    smoothing); ``"absolute:p"`` returns p. Both q and p must lie in (0, 1).
+
+    Returns:
+        tau as a float in (0, 1).
+
+    Raises:
+        ValueError: the spec is malformed, or a quantile spec has no reference confidences.
+    """
+    kind, value = _parse_tau(spec)
+    if kind == "absolute":
+        return value
+    if reference_confidence is None or np.asarray(reference_confidence).size == 0:
+        raise ValueError(
+            f"DtC tau {spec!r} needs the true-class confidence of reference non-members, got none"
+        )
+    return float(np.quantile(np.asarray(reference_confidence, dtype=np.float64), value))
+
+
+def _parse_tau(spec: str) -> tuple[str, float]:
+    """Split a tau spec into its kind and value, or raise a ValueError naming both forms."""
+    kind, sep, raw = str(spec).partition(":")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not sep or kind.strip() not in ("quantile", "absolute") or not 0.0 < value < 1.0:
+        raise ValueError(f"DtC tau: got {spec!r}, expected {_TAU_FORMS}")
+    return kind.strip(), value
+
+
+def true_class_confidence(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 512
+) -> np.ndarray:
+    """Return the softmax probability of the true class for each sample (float64 array).
+
+    The model runs in eval mode without gradients; its previous modes are restored.
+    """
+    device, dtype = _device_dtype(model)
+    xt, yt = _as_tensors(x, y, device, dtype)
+    out = []
+    with _eval_mode(model), torch.no_grad():
+        for start in range(0, xt.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            out.append(_true_class_log_prob(model(xt[sl]), yt[sl]).exp())
+    if not out:
+        return np.zeros(0, dtype=np.float64)
+    return torch.cat(out).cpu().to(torch.float64).numpy()
+
+
+def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions) -> DtcResult:
+    """Compute DtC for every sample, batched.
+
+    Steps: (1) samples already at confidence >= tau get distance 0; (2) one PGD run at eps_max
+    for the rest, those never reaching tau are censored at eps_max; (3) per-sample bisection
+    over [0, eps_max] for the others, each round one batched PGD in which every sample has its
+    own radius. Steps (1) and (2) share one PGD run: its confidence check at the start (d = 0)
+    is step (1). The input gradient at d = 0 is the same for every radius, so the bisection
+    rounds reuse the one from that run instead of recomputing it.
+
+    The model runs in eval mode (previous modes restored); no parameter gradients are made.
+
+    Returns:
+        A :class:`DtcResult` with one distance and one censored flag per sample.
+    """
+    _check_tau(tau)
+    device, dtype = _device_dtype(model)
+    xt, yt = _as_tensors(x, y, device, dtype)
+    n = xt.shape[0]
+    eps_max = options.radius_max
+    distance = np.full(n, eps_max, dtype=np.float64)
+    censored = np.zeros(n, dtype=bool)
+    if n == 0:
+        return DtcResult(distance, censored)
+
+    with _eval_mode(model, freeze=True):
+        radii = np.full(n, eps_max, dtype=np.float64)
+        reached_at, grad0 = _pgd_batched(model, xt, yt, radii, tau, options)
+        distance[reached_at == 0] = 0.0
+        censored[reached_at < 0] = True
+
+        # Bisection only for samples that reach tau at eps_max but were not confident at d = 0.
+        todo = np.flatnonzero(reached_at > 0)
+        if todo.size:
+            rows = torch.as_tensor(todo, device=device)
+            x_todo, y_todo, grad0_todo = xt[rows], yt[rows], grad0[rows]
+            del grad0
+            lo = np.zeros(todo.size, dtype=np.float64)
+            hi = np.full(todo.size, eps_max, dtype=np.float64)
+            for _ in range(options.bisection_steps):
+                mid = (lo + hi) / 2.0
+                reached, _ = _pgd_batched(model, x_todo, y_todo, mid, tau, options, grad0_todo)
+                ok = reached >= 0
+                hi = np.where(ok, mid, hi)
+                lo = np.where(ok, lo, mid)
+            distance[todo] = hi
+    return DtcResult(distance, censored)
+
+
+def dtc_reference(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions
+) -> DtcResult:
+    """Compute DtC one sample at a time: the same algorithm as :func:`dtc`, written plainly.
+
+    Kept as the correctness reference for :func:`dtc` and as the benchmark baseline.
+
+    Returns:
+        A :class:`DtcResult` with one distance and one censored flag per sample.
+    """
+    _check_tau(tau)
+    device, dtype = _device_dtype(model)
+    xt, yt = _as_tensors(x, y, device, dtype)
+    n = xt.shape[0]
+    eps_max = options.radius_max
+    distance = np.zeros(n, dtype=np.float64)
+    censored = np.zeros(n, dtype=bool)
+    with _eval_mode(model, freeze=True):
+        for i in range(n):
+            xi, yi = xt[i : i + 1], yt[i : i + 1]
+            with torch.no_grad():
+                confident = _reached(_true_class_log_prob(model(xi), yi), tau).item()
+            if confident:
+                distance[i] = 0.0
+                continue
+            if not _pgd_one(model, xi, yi, eps_max, tau, options):
+                distance[i], censored[i] = eps_max, True
+                continue
+            lo, hi = 0.0, eps_max
+            for _ in range(options.bisection_steps):
+                mid = (lo + hi) / 2.0
+                if _pgd_one(model, xi, yi, mid, tau, options):
+                    hi = mid
+                else:
+                    lo = mid
+            distance[i] = hi
+    return DtcResult(distance, censored)
+
+
+def summarize_dtc(member: DtcResult, non_member: DtcResult) -> dict[str, float]:
+    """Summarize DtC of members against non-members for one trial.
+
+    The membership score is -distance (members are expected to be closer to confident).
+
+    Returns:
+        ``dtc_auc`` and ``dtc_adv`` (AUC and membership advantage of that score),
+        ``dtc_median_member``, ``dtc_median_non_member`` (median distances) and
+        ``dtc_censored`` (censored fraction over members and non-members together).
+    """
+    if len(member) == 0 or len(non_member) == 0:
+        raise ValueError(
+            f"summarize_dtc needs members and non-members, got {len(member)} and {len(non_member)}"
+        )
+    scores = -np.concatenate([member.distance, non_member.distance])
+    is_member = np.concatenate([np.ones(len(member), bool), np.zeros(len(non_member), bool)])
+    censored = np.concatenate([member.censored, non_member.censored])
+    return {
+        "dtc_auc": auc(scores, is_member),
+        "dtc_adv": advantage(scores, is_member),
+        "dtc_median_member": float(np.median(member.distance)),
+        "dtc_median_non_member": float(np.median(non_member.distance)),
+        "dtc_censored": float(np.mean(censored)),
+    }
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _pgd_batched(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    radii: np.ndarray,
+    tau: float,
+    options: DtcOptions,
+    grad0: torch.Tensor | None = None,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Run PGD with a radius per sample, all samples in one tensor (chunked for memory).
+
+    ``grad0`` is the input gradient at d = 0 from an earlier run on the same samples, which
+    must all be known not to be confident at d = 0. Step 0 (check and gradient at d = 0) is the
+    same for every radius, so with ``grad0`` it is taken from there instead of recomputed.
+
+    Returns:
+        The step at which each sample first reached tau (0 = at d = 0) or -1 where it never
+        did (int64 array), and the input gradient at d = 0 of every sample.
+    """
+    n = x.shape[0]
+    reached_at = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    grad0_out = torch.empty_like(x) if grad0 is None else grad0
+    eps_all = torch.as_tensor(radii, device=x.device).to(x.dtype)
+    for start in range(0, n, options.batch_size):
+        stop = min(n, start + options.batch_size)
+        idx = torch.arange(start, stop, device=x.device)
+        xa, ya, eps = x[start:stop], y[start:stop], eps_all[start:stop]
+        alpha = _step_sizes(eps, options)
+        d = torch.zeros_like(xa)
+        first = 0
+        if grad0 is not None:
+            d, first = _ascent_step(d, grad0[start:stop], alpha, eps, options.norm), 1
+        for step in range(first, options.pgd_steps + 1):
+            last = step == options.pgd_steps
+            inp = (xa + d).requires_grad_(not last)
+            with torch.enable_grad():  # also when the caller runs under no_grad
+                log_p = _true_class_log_prob(model(inp), ya)
+                # The forward that feeds the gradient also gives the confidence check.
+                reached = _reached(log_p.detach(), tau)
+                if last:
+                    reached_at[idx[reached]] = step
+                    break
+                (grad,) = torch.autograd.grad(log_p.sum(), inp)
+            if step == 0 and grad0 is None:
+                grad0_out[start:stop] = grad
+            if bool(reached.any()):
+                reached_at[idx[reached]] = step
+                # Drop finished samples from the tensors so they stop costing forward/backward.
+                keep = ~reached
+                if not bool(keep.any()):
+                    break
+                idx, xa, ya, eps, alpha = idx[keep], xa[keep], ya[keep], eps[keep], alpha[keep]
+                d, grad = d[keep], grad[keep]
+            d = _ascent_step(d, grad, alpha, eps, options.norm)
+    return reached_at.cpu().numpy(), grad0_out
+
+
+def _pgd_one(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    radius: float,
+    tau: float,
+    options: DtcOptions,
+) -> bool:
+    """Run PGD on one sample (batch of 1) at one radius; return whether it reached tau."""
+    eps = torch.tensor([radius], dtype=torch.float64, device=x.device).to(x.dtype)
+    alpha = _step_sizes(eps, options)
+    d = torch.zeros_like(x)
+    for step in range(options.pgd_steps + 1):
+        inp = (x + d).requires_grad_(True)
+        with torch.enable_grad():
+            log_p = _true_class_log_prob(model(inp), y)
+            if _reached(log_p.detach(), tau).item():
+                return True
+            if step == options.pgd_steps:
+                return False
+            (grad,) = torch.autograd.grad(log_p.sum(), inp)
+        d = _ascent_step(d, grad, alpha, eps, options.norm)
+    return False
+
+
+def _step_sizes(eps: torch.Tensor, options: DtcOptions) -> torch.Tensor:
+    """Return the per-sample PGD step size, proportional to the sample's radius."""
+    return eps * options.relative_step_size / options.pgd_steps
+
+
+def _ascent_step(
+    d: torch.Tensor, grad: torch.Tensor, alpha: torch.Tensor, eps: torch.Tensor, norm: Norm
+) -> torch.Tensor:
+    """Take one ascent step per sample and project back onto that sample's ball."""
+    shape = (-1,) + (1,) * (d.dim() - 1)
+    alpha, eps = alpha.view(shape), eps.view(shape)
+    if norm == "linf":
+        d = d + alpha * grad.sign()
+        return torch.maximum(torch.minimum(d, eps), -eps)
+    # L2: a unit step along the gradient direction, so the step size, not the gradient's
+    # scale (tiny for nearly confident samples), sets how far each sample moves.
+    g_norm = grad.flatten(1).norm(dim=1).view(shape)
+    d = d + alpha * grad / g_norm.clamp_min(torch.finfo(grad.dtype).tiny)
+    d_norm = d.flatten(1).norm(dim=1).view(shape)
+    return d * torch.clamp(eps / d_norm.clamp_min(torch.finfo(d.dtype).tiny), max=1.0)
+
+
+def _true_class_log_prob(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Return log p(y | x) per sample from logits (log_softmax is stable near p = 1)."""
+    return torch.log_softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def _reached(log_p: torch.Tensor, tau: float) -> torch.Tensor:
+    """Return whether p >= tau per sample.
+
+    Every confidence check goes through here, so one decision rule holds everywhere (which is
+    what keeps DtC non-decreasing in tau and dtc equal to dtc_reference).
+    """
+    return log_p.exp() >= tau
+
+
+def _check_tau(tau: float) -> None:
+    if not 0.0 < float(tau) < 1.0:
+        raise ValueError(f"DtC tau: got {tau!r}, expected a confidence in (0, 1)")
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Return the device and floating dtype inputs must have for this model."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+def _as_tensors(
+    x: ArrayLike, y: ArrayLike, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    xt = torch.as_tensor(x).to(device=device, dtype=dtype)
+    yt = torch.as_tensor(y).to(device=device, dtype=torch.long).view(-1)
+    if xt.shape[0] != yt.shape[0]:
+        raise ValueError(f"DtC: x has {xt.shape[0]} samples but y has {yt.shape[0]} labels")
+    return xt.detach(), yt
+
+
+@contextmanager
+def _eval_mode(model: nn.Module, freeze: bool = False) -> Iterator[None]:
+    """Put every submodule in eval mode (and, with ``freeze``, stop parameters requiring
+    gradients), then restore each submodule's own mode and each parameter's own flag.
+
+    Eval mode matters beyond dropout: batch norm in train mode would couple the samples of a
+    batch, making the batched result differ from the per-sample one. Freezing keeps autograd
+    from recording (and ever computing) parameter gradients; DtC needs input gradients only.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()] if freeze else []
+    model.eval()
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, requires_grad in flags:
+            p.requires_grad_(requires_grad)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from raymia.config import parse_trial_config
+from raymia.train import TrainingDiverged, soft_cross_entropy, train_model
+from raymia.trial import run_trial
+
+FAST = {"dtc": {"enabled": False}, "attacks": {"n_bootstrap": 0, "n_permutations": 0}}
+
+
+def test_soft_cross_entropy_matches_torch_on_hard_targets():
+    logits = torch.randn(5, 10, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(5)
+    hard = torch.nn.functional.one_hot(y, 10).float()
+    expected = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(soft_cross_entropy(logits, hard), expected)
+
+
+@pytest.mark.slow
+def test_default_digits_trial_reaches_090_test_accuracy():
+    row = run_trial(FAST)
+    assert row["status"] == "ok"
+    assert row["test_acc"] >= 0.9
+    assert row["dp_epsilon"] is None
+    assert row["train_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_the_same_metrics():
+    config = {**FAST, "epochs": 5, "mechanisms": {"dropout": 0.3, "mixup": 0.4, "augment": 1}}
+    first, second = run_trial(config), run_trial(config)
+    timing = {"train_seconds", "measure_seconds"}
+    assert {k: v for k, v in first.items() if k not in timing} == {
+        k: v for k, v in second.items() if k not in timing
+    }
+
+
+@pytest.mark.slow
+def test_four_mechanisms_compose_and_beat_chance():
+    mechanisms = {
+        "augment": 1,
+        "cutout": 2,
+        "label_smoothing": 0.1,
+        "confidence_penalty": 0.2,
+        "dropout": 0.2,
+        "weight_decay": 0.01,
+        "early_stopping": 5,
+        "dp_noise": 0.5,
+    }
+    row = run_trial({**FAST, "epochs": 8, "mechanisms": mechanisms})
+    assert row["test_acc"] > 0.5  # chance is 0.1
+    assert row["dp_epsilon"] is not None and math.isfinite(row["dp_epsilon"])
+
+
+def test_non_finite_loss_raises_diverged(digits):
+    config = parse_trial_config({"epochs": 2})
+    poisoned = digits.members.take(slice(0, 100))
+    poisoned.x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDiverged, match="loss became nan"):
+        train_model(config, digits.info, poisoned)
