@@ -362,17 +362,22 @@ def summarize(
     Columns: adv, adv_lo, adv_hi (95% bootstrap CI), auc, auc_lo, auc_hi, bal_acc, tpr_at_1pct,
     tpr_at_0p1pct (None when too few non-members), adv_null_q95, adv_p (permutation null), and,
     when reference scores and labels are given, adv_calibrated (TPR - FPR at the reference's best
-    threshold; may be negative). NaN scores count as least-member.
+    threshold; may be negative). NaN scores count as least-member. `n_boot` = 0 leaves the
+    intervals None and `n_permutations` = 0 the null columns.
     """
     if (reference_scores is None) != (reference_is_member is None):
         raise ValueError("give both reference_scores and reference_is_member, or neither")
-    _check_count("n_boot", n_boot)
     s, m = _prepare(scores, is_member)
     adv = advantage(s, m)
-    advs, aucs = _bootstrap_statistics(s, m, n_boot, seed)
-    adv_lo, adv_hi = _percentile_interval(advs, 0.95)
-    auc_lo, auc_hi = _percentile_interval(aucs, 0.95)
-    null = null_advantage(s, m, n_permutations=n_permutations, seed=seed)
+    # n_boot / n_permutations of 0 skip the intervals / the null (their columns are None).
+    adv_lo = adv_hi = auc_lo = auc_hi = q95 = p_value = None
+    if n_boot:
+        advs, aucs = _bootstrap_statistics(s, m, n_boot, seed)
+        adv_lo, adv_hi = _percentile_interval(advs, 0.95)
+        auc_lo, auc_hi = _percentile_interval(aucs, 0.95)
+    if n_permutations:
+        null = null_advantage(s, m, n_permutations=n_permutations, seed=seed)
+        q95, p_value = null.q95, null.p_value
     out: dict[str, float | None] = {
         "adv": adv,
         "adv_lo": adv_lo,
@@ -383,8 +388,8 @@ def summarize(
         "bal_acc": (1.0 + adv) / 2.0,
         "tpr_at_1pct": tpr_at_fpr(s, m, 0.01),
         "tpr_at_0p1pct": tpr_at_fpr(s, m, 0.001),
-        "adv_null_q95": null.q95,
-        "adv_p": null.p_value,
+        "adv_null_q95": q95,
+        "adv_p": p_value,
     }
     if reference_scores is not None and reference_is_member is not None:
         threshold = best_threshold(reference_scores, reference_is_member)

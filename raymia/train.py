@@ -74,8 +74,15 @@ def _optimizer(config: TrialConfig, model: nn.Module, options: dict) -> torch.op
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """Return the plain module inside an Opacus GradSampleModule (or the model itself)."""
-    return getattr(model, "_module", model)
+    """Return the plain module inside an Opacus GradSampleModule (or the model itself).
+
+    Opacus' per-sample-gradient hooks live on the inner module's layers; they are removed so
+    that later gradient work (Merlin, DtC) sees an ordinary model.
+    """
+    if hasattr(model, "remove_hooks") and hasattr(model, "_module"):
+        model.remove_hooks()
+        return model._module
+    return model
 
 
 def train_model(

@@ -12,6 +12,7 @@ import torch
 from . import __version__
 from .config import TrialConfig, parse_trial_config
 from .data import Pool, Split, Splits, load_splits, split_pool
+from .measure import measure_privacy
 from .train import accuracy, resolve_device, train_model
 
 # Share of the members held out to judge early stopping (never trained on, so never counted
@@ -62,7 +63,10 @@ def run_trial(
     """Train one model under `config` and return its result row.
 
     The row holds the flattened config, `status` "ok", `test_acc`, `train_acc`, `dp_epsilon`
-    (None without DP-SGD), `epochs_run`, `train_seconds`, `measure_seconds` and versions.
+    (None without DP-SGD), `epochs_run`, every attack's metrics (`<attack>_adv`, `_auc`, ...),
+    `adv` (the largest advantage), the `dtc_*` summary, `train_seconds`, `measure_seconds`
+    and versions. Per-sample scores ride separately under the key `scores` (a dict of
+    equal-length arrays: sample_index, is_member, score_<attack>, dtc, dtc_censored).
     `threads` caps torch's intra-op threads at the CPUs the scheduler gave this trial. Raises
     TrainingDiverged when the loss becomes non-finite.
     """
@@ -96,6 +100,9 @@ def run_trial(
         "epochs_run": trained.epochs_run,
         "train_seconds": trained.seconds,
     }
+    privacy, scores = measure_privacy(config, splits, model, members, device)
+    row.update(privacy)
     row["measure_seconds"] = time.perf_counter() - started
     row.update(versions())
+    row["scores"] = scores
     return row

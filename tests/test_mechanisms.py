@@ -171,10 +171,10 @@ def test_dp_sgd_epsilon_is_finite_and_shrinks_as_noise_grows(small_digits):
 
 
 @pytest.mark.slow
-def test_early_stopping_stops_before_the_epoch_limit(digits):
+def test_early_stopping_stops_before_the_epoch_limit(fast):
     from raymia.trial import run_trial
 
-    row = run_trial({"epochs": 200, "mechanisms": {"early_stopping": 2}, "dtc": {"enabled": False}})
+    row = run_trial({**fast, "epochs": 200, "mechanisms": {"early_stopping": 2}})
     assert row["epochs_run"] < 200
     assert row["members_trained"] == 450  # 10% of members held out to judge the stopping
 

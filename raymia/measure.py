@@ -1,0 +1,179 @@
+"""Privacy measurement of a trained target: attacks, their metrics, and DtC.
+
+Returns the result columns of DESIGN.md's schema plus the per-sample scores, which travel
+separately so later stages can draw ROC curves and DtC histograms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import attacks, metrics
+from .config import TrialConfig
+from .data import Split, Splits
+from .dtc import DtcOptions, dtc, resolve_tau, summarize_dtc, true_class_confidence
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The balanced attack evaluation set: as many members as non-members."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    is_member: np.ndarray
+    indices: np.ndarray  # pool indices, to join scores back to samples
+
+
+def balanced_evaluation(members: Split, non_members: Split, seed: int) -> Evaluation:
+    """Return equally many members and non-members of every class, drawn by `seed`.
+
+    Stratifying by class matters for small sets: two random halves of a data set differ in
+    class make-up, a model learns its members' class prior (an aggregate that even DP-SGD
+    does not hide), and an attack would then separate the halves by class, not by membership.
+    Members come first in the returned arrays.
+    """
+    rng = np.random.default_rng([seed, 11])
+    pick_m: list[np.ndarray] = []
+    pick_n: list[np.ndarray] = []
+    y_m, y_n = members.y.numpy(), non_members.y.numpy()
+    for label in np.union1d(y_m, y_n):
+        rows_m = np.flatnonzero(y_m == label)
+        rows_n = np.flatnonzero(y_n == label)
+        k = min(len(rows_m), len(rows_n))
+        pick_m.append(rng.permutation(rows_m)[:k])
+        pick_n.append(rng.permutation(rows_n)[:k])
+    rows_m = np.sort(np.concatenate(pick_m))
+    rows_n = np.sort(np.concatenate(pick_n))
+    n = len(rows_m)
+    return Evaluation(
+        x=torch.cat([members.x[rows_m], non_members.x[rows_n]]),
+        y=torch.cat([members.y[rows_m], non_members.y[rows_n]]),
+        is_member=np.r_[np.ones(n, bool), np.zeros(n, bool)],
+        indices=np.r_[members.indices[rows_m], non_members.indices[rows_n]],
+    )
+
+
+def _reference_scores(
+    config: TrialConfig, splits: Splits, device: torch.device
+) -> tuple[list[nn.Module], dict[str, np.ndarray] | None, np.ndarray | None]:
+    """Train the reference models; return them and the shadow's calibration scores + labels.
+
+    The first reference model doubles as the shadow: its trained half of the reference data
+    are its members, the other half its non-members, and the thresholds that separate them
+    best are what the calibrated protocol applies to the target.
+    """
+    options = config.attacks
+    k = max(options.lira_reference_models, 1 if options.shadow_calibration else 0)
+    if k == 0:
+        return [], None, None
+    models = attacks.train_reference_models(config, splits.info, splits.reference, k, device)
+    if not options.shadow_calibration:
+        return models, None, None
+    trained, other = attacks.reference_halves(len(splits.reference), k, config.seed)[0]
+    shadow_eval = balanced_evaluation(
+        splits.reference.take(trained), splits.reference.take(other), config.seed
+    )
+    scores = attacks.score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
+    return models, scores, shadow_eval.is_member
+
+
+def measure_privacy(
+    config: TrialConfig,
+    splits: Splits,
+    model: nn.Module,
+    members: Split,
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Run every configured attack and DtC on `model`; return (columns, per-sample scores).
+
+    `members` are the samples the model was actually trained on. Columns: for each attack
+    `<attack>_adv`, `_auc`, CIs, `_tpr_at_1pct`, null baseline, `_adv_calibrated` where a
+    shadow model calibrates; `loss_yeom_adv` (threshold = mean training loss); `adv` (max
+    advantage over attacks); `dtc_*` when DtC is on.
+    """
+    options = config.attacks
+    evaluation = balanced_evaluation(members, splits.non_members, config.seed)
+    scores = attacks.score_all(model, evaluation.x, evaluation.y, options, config.seed)
+    reference_models, shadow_scores, shadow_is_member = _reference_scores(config, splits, device)
+    if options.lira_reference_models:
+        target_phi = attacks.scaled_logit(model, evaluation.x, evaluation.y)
+        reference_phi = np.stack(
+            [attacks.scaled_logit(m, evaluation.x, evaluation.y) for m in reference_models]
+        )
+        scores["lira"] = attacks.lira_offline_scores(target_phi, reference_phi)
+
+    columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
+    for name, values in scores.items():
+        reference = shadow_scores.get(name) if shadow_scores is not None else None
+        columns.update(
+            metrics.summarize(
+                values,
+                evaluation.is_member,
+                prefix=name,
+                reference_scores=reference,
+                reference_is_member=shadow_is_member if reference is not None else None,
+                n_boot=options.n_bootstrap,
+                n_permutations=options.n_permutations,
+                seed=config.seed,
+            )
+        )
+    train_losses = attacks.per_sample_loss(model, members.x, members.y)
+    columns["loss_yeom_adv"] = metrics.advantage_at_threshold(
+        scores["loss"], evaluation.is_member, attacks.yeom_score_threshold(train_losses)
+    )
+    columns["adv"] = max(columns[f"{name}_adv"] for name in scores)
+
+    per_sample: dict[str, np.ndarray] = {
+        "sample_index": evaluation.indices,
+        "label": evaluation.y.numpy(),
+        "is_member": evaluation.is_member,
+        **{f"score_{name}": values for name, values in scores.items()},
+    }
+    if config.dtc.enabled:
+        dtc_columns, distance, censored = _measure_dtc(config, splits, model, evaluation)
+        columns.update(dtc_columns)
+        per_sample["dtc"] = distance
+        per_sample["dtc_censored"] = censored
+    return columns, per_sample
+
+
+def _measure_dtc(
+    config: TrialConfig, splits: Splits, model: nn.Module, evaluation: Evaluation
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Return DtC's summary and per-sample distances (NaN for samples not measured).
+
+    At most `dtc.max_samples` samples are measured, half members and half non-members; tau's
+    quantile comes from the reference data, which are non-members of the target.
+    """
+    settings = config.dtc
+    options = DtcOptions(
+        norm=settings.norm,
+        eps_max=settings.eps_max,
+        bisection_steps=settings.bisection_steps,
+        pgd_steps=settings.pgd_steps,
+        tau=settings.tau,
+    )
+    reference_confidence = true_class_confidence(model, splits.reference.x, splits.reference.y)
+    tau = resolve_tau(settings.tau, reference_confidence)
+    n = len(evaluation.is_member) // 2
+    per_side = min(n, settings.max_samples // 2)
+    rows = np.r_[np.arange(per_side), n + np.arange(per_side)]
+    result = dtc(model, evaluation.x[rows], evaluation.y[rows], tau, options)
+    member_rows = np.arange(per_side)
+    non_member_rows = per_side + np.arange(per_side)
+    summary = summarize_dtc(_take(result, member_rows), _take(result, non_member_rows))
+    summary["dtc_tau"] = tau
+    distance = np.full(2 * n, np.nan)
+    censored = np.zeros(2 * n, bool)
+    distance[rows] = result.distance
+    censored[rows] = result.censored
+    return summary, distance, censored
+
+
+def _take(result, rows: np.ndarray):
+    return type(result)(distance=result.distance[rows], censored=result.censored[rows])
