@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from .config import ConfigError, apply_overrides, load_yaml, parse_trial_config
 from .data import DataError
+from .sweep_cli import add_sweep_parser
 
 EXIT_BAD_INPUT = 2
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="raymia", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_trial_parser(sub)
+    add_sweep_parser(sub)
     return parser
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import platform
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,7 +54,25 @@ def versions() -> dict[str, str]:
         except ImportError:
             out[f"{name}_version"] = "absent"
     out["python_version"] = platform.python_version()
+    out["git_sha"] = _git_sha()
     return out
+
+
+@functools.cache
+def _git_sha() -> str | None:
+    """Return the commit of the raymia checkout, or None outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def run_trial(

@@ -1,0 +1,456 @@
+"""The sweep engine: Ray Tune schedules trials, Optuna searches the Pareto front.
+
+This is the only module that imports Ray. Each Tune trial is a plain call of `run_trial`;
+the data set travels once through Ray's object store; a driver-side callback writes every
+finished (or failed) trial to DIR/trials.parquet as it lands.
+
+A sweep directory holds:
+    sweep.json       the resolved settings (what --resume reads back)
+    trials.parquet   one row per trial (raymia.results)
+    scores/          per-trial per-sample scores
+    optuna.journal   the Optuna study (open it with optuna-dashboard)
+    tune/            Ray Tune's experiment state (what Tuner.restore reads)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, Mechanisms, TrialConfig
+from .pareto import Objective, pareto_front, parse_objectives
+from .results import TrialsWriter, load_results, write_scores
+from .space import SearchSpace, load_space
+
+SETTINGS_FILE = "sweep.json"
+JOURNAL_FILE = "optuna.journal"
+TUNE_NAME = "tune"
+STUDY_NAME = "raymia"
+
+# Result columns an objective may name (each is finite in every ok trial).
+_ATTACKS = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
+OBJECTIVE_COLUMNS = frozenset(
+    {"test_acc", "train_acc", "adv", "dtc_adv", "dtc_auc", "loss_yeom_adv"}
+    | {f"{a}_{m}" for a in _ATTACKS for m in ("adv", "auc")}
+)
+
+
+@dataclass
+class SweepSettings:
+    """Everything a sweep needs, resolved from the space file and the flags."""
+
+    space: str
+    out: str
+    samples: int = 16
+    search: str = "optuna"
+    sampler: str = "nsga2"
+    objectives: str = "acc:max,adv:min,dtc_adv:min"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = None
+    sampler_seed: int = 0
+    max_failures: int = 1
+    ray_init: dict[str, Any] = field(default_factory=dict)
+
+    def objective_list(self) -> list[Objective]:
+        """Return the parsed objectives."""
+        return parse_objectives(self.objectives)
+
+
+def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
+    """Raise ConfigError (one line) for any setting that cannot work, before anything runs."""
+    if settings.search not in ("optuna", "grid", "random"):
+        raise ConfigError(f"--search {settings.search}: expected optuna, grid or random")
+    if settings.sampler not in ("nsga2", "tpe"):
+        raise ConfigError(f"--sampler {settings.sampler}: expected nsga2 or tpe")
+    if settings.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial {settings.cpus_per_trial}: expected a number > 0")
+    if settings.gpus_per_trial < 0:
+        raise ConfigError(f"--gpus-per-trial {settings.gpus_per_trial}: expected a number >= 0")
+    if settings.gpus_per_trial > 1 and settings.gpus_per_trial != int(settings.gpus_per_trial):
+        raise ConfigError(
+            f"--gpus-per-trial {settings.gpus_per_trial}: above 1 it must be a whole number"
+        )
+    if settings.samples < 1:
+        raise ConfigError(f"--samples {settings.samples}: expected a positive integer")
+    if settings.max_concurrent is not None and settings.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent {settings.max_concurrent}: expected >= 1")
+    try:
+        objectives = settings.objective_list()
+    except ValueError as err:
+        raise ConfigError(f"--objectives: {err}") from None
+    dtc_on = TrialConfig.model_validate(space.trial).dtc.enabled
+    for objective in objectives:
+        if objective.column not in OBJECTIVE_COLUMNS:
+            raise ConfigError(
+                f"--objectives {settings.objectives}: unknown objective {objective.column!r}; "
+                f"expected one of: acc, {', '.join(sorted(OBJECTIVE_COLUMNS))}"
+            )
+        if objective.column.startswith("dtc_") and not dtc_on:
+            raise ConfigError(
+                f"--objectives: {objective.column} needs DtC, but {space.path} sets "
+                "trial.dtc.enabled: false"
+            )
+        if objective.column.startswith("lira_") and not space.trial.get("attacks", {}).get(
+            "lira_reference_models"
+        ):
+            raise ConfigError(
+                f"--objectives: {objective.column} needs trial.attacks.lira_reference_models"
+            )
+    if settings.search == "optuna":
+        if space.is_grid():
+            raise ConfigError(
+                f"{space.path}: a grid space lists its configurations; run it with --search grid"
+            )
+        if not space.varied():
+            raise ConfigError(
+                f"{space.path}: no mechanism has a distribution, so Optuna has nothing to "
+                "search; use --search grid or give a mechanism {uniform: [lo, hi]}"
+            )
+    if settings.search == "grid" and not space.is_grid() and space.varied():
+        raise ConfigError(
+            f"{space.path}: --search grid needs a space with a grid: list (this one has "
+            "distributions); use --search optuna or random"
+        )
+
+
+# --- the trial side (runs inside a Ray worker) ---------------------------------------------
+
+
+# Mechanisms DP-SGD cannot run with; a trial that samples DP-SGD on switches them off.
+DP_PRECEDENCE = ("mixup", "distillation", "adv_reg")
+
+
+def _trial_config(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Return the TrialConfig dict for one Tune trial's parameters, and what DP switched off."""
+    mechanisms = dict(params["mechanisms"])
+    switched_off = []
+    if mechanisms.get("dp_noise"):
+        for name in DP_PRECEDENCE:
+            if mechanisms.get(name):
+                mechanisms[name] = 0
+                switched_off.append(name)
+    config = {**params["trial"], "seed": params["seed"], "mechanisms": mechanisms}
+    return config, switched_off
+
+
+def _encode_scores(scores: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **scores)
+    return buffer.getvalue()
+
+
+def _decode_scores(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob)) as data:
+        return {name: data[name] for name in data.files}
+
+
+def trainable(params: dict[str, Any], pool: Any = None) -> None:
+    """Tune's function trainable: run one trial and report its row (or raise on failure)."""
+    import ray
+    import torch
+    from ray import tune
+
+    from .trial import run_trial
+
+    config, switched_off = _trial_config(params)
+    resources = ray.get_runtime_context().get_assigned_resources()
+    gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+    # Ray's GPUs are logical: without CUDA the trial falls back to the CPU.
+    config["device"] = "cuda" if gpu else "cpu"
+    threads = max(1, int(resources.get("CPU", 1)))
+    row = run_trial(config, pool, threads=threads)
+    scores = row.pop("scores")
+    row["switched_off"] = ",".join(switched_off)
+    row["scores_npz"] = _encode_scores(scores)
+    tune.report(row)
+
+
+# --- the driver side ------------------------------------------------------------------------
+
+_TUNE_KEYS = set(
+    (
+        "training_iteration time_total_s episodes_total timesteps_total hostname pid "
+        "time_this_iter_s timestamp date time_since_restore timesteps_since_restore "
+        "iterations_since_restore config checkpoint_dir_name done trial_id experiment_tag "
+        "should_checkpoint experiment_id"
+    ).split()
+)
+
+
+def _error_status(error: BaseException | None) -> tuple[str, str]:
+    """Return (status, one-line message) for a trial's exception."""
+    if error is None:
+        return "failed", "unknown error"
+    text = "".join(traceback.format_exception_only(type(error), error))
+    cause = error
+    while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    kind = type(cause).__name__
+    status = "diverged" if "TrainingDiverged" in (kind + text) else "failed"
+    last = [line for line in text.strip().splitlines() if line.strip()]
+    message = last[-1].strip() if last else kind
+    if len(message) > 500:
+        message = message[:497] + "..."
+    return status, message
+
+
+def _config_columns(params: dict[str, Any]) -> dict[str, Any]:
+    config, _ = _trial_config(params)
+    return TrialConfig.model_validate(config).flat()
+
+
+def _make_callback(out_dir: Path, writer: TrialsWriter):
+    from ray import tune
+
+    class ResultsRecorder(tune.Callback):
+        """Writes each trial's row to trials.parquet the moment Tune hears of it."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
+            blob = row.pop("scores_npz", None)
+            result.pop("scores_npz", None)  # keep the big bytes out of Tune's state
+            row["trial_id"] = trial.trial_id
+            row["node_ip"] = result.get("node_ip")
+            if blob is not None:
+                write_scores(out_dir, trial.trial_id, _decode_scores(blob))
+            writer.add(row)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            try:
+                error = trial.get_pickled_error()
+            except Exception:  # the pickled error may itself be unreadable
+                error = None
+            status, message = _error_status(error)
+            row = {"trial_id": trial.trial_id, "status": status, "error": message}
+            row.update(_config_columns(trial.config))
+            writer.add(row)
+
+    return ResultsRecorder()
+
+
+def _trial_dirname(trial: Any) -> str:
+    # Tune's default names every parameter in the directory name; the id is enough.
+    return f"trial_{trial.trial_id}"
+
+
+def _param_space(space: SearchSpace, search: str) -> dict[str, Any]:
+    from ray import tune
+
+    trial = {k: v for k, v in space.trial.items()}
+    if search == "grid":
+        points = space.grid if space.grid is not None else [{}]
+        fixed = {n: args for n, (kind, args) in space.mechanisms.items() if kind == "fixed"}
+        return {
+            "trial": trial,
+            "seed": tune.grid_search(space.seeds),
+            "mechanisms": tune.grid_search([{**fixed, **p} for p in points]),
+        }
+    mechanisms: dict[str, Any] = {}
+    for name, (kind, args) in space.mechanisms.items():
+        if kind == "fixed":
+            mechanisms[name] = args
+        elif kind == "uniform":
+            mechanisms[name] = tune.uniform(*args)
+        elif kind == "loguniform":
+            mechanisms[name] = tune.loguniform(*args)
+        elif kind == "int":
+            mechanisms[name] = tune.randint(args[0], args[1] + 1)  # inclusive upper bound
+        elif kind == "choice":
+            mechanisms[name] = tune.choice(args)
+    seed: Any = space.seeds[0] if len(space.seeds) == 1 else tune.choice(space.seeds)
+    return {"trial": trial, "seed": seed, "mechanisms": mechanisms}
+
+
+def _searcher(settings: SweepSettings, out_dir: Path, max_concurrent: int):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    objectives = settings.objective_list()
+    if settings.sampler == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed)
+    storage = JournalStorage(JournalFileBackend(str(out_dir / JOURNAL_FILE)))
+    searcher = OptunaSearch(
+        metric=[o.column for o in objectives],
+        mode=[o.direction for o in objectives],
+        sampler=sampler,
+        study_name=STUDY_NAME,
+        storage=storage,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+
+def _init_ray(settings: SweepSettings) -> bool:
+    """Connect to (or start) Ray; return True when this call started it (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if settings.address:
+        ray.init(address=settings.address, log_to_driver=True, **settings.ray_init)
+        return True
+    # A local Ray of our own: its own temp dir, no dashboard, nothing shared with other Rays.
+    temp_dir = tempfile.mkdtemp(prefix="raymia-ray-", dir="/tmp")
+    ray.init(
+        _temp_dir=temp_dir,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        configure_logging=False,
+        **settings.ray_init,
+    )
+    return True
+
+
+def save_settings(settings: SweepSettings, out_dir: Path) -> None:
+    """Write the resolved settings to DIR/sweep.json (atomically)."""
+    path = out_dir / SETTINGS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(settings), indent=2))
+    os.replace(tmp, path)
+
+
+def load_settings(out_dir: Path) -> SweepSettings:
+    """Read DIR/sweep.json back; raise ConfigError if it is missing or unreadable."""
+    path = out_dir / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text())
+        return SweepSettings(**data)
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {out_dir}: no {SETTINGS_FILE}; is this a sweep dir?") from None
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{path}: unreadable sweep settings ({err})") from None
+
+
+def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
+    """Run (or resume) a sweep and return the results DataFrame.
+
+    Validation happens before anything is written: a bad space, objective or flag raises
+    ConfigError and leaves an existing DIR untouched.
+    """
+    space = load_space(settings.space)
+    check_settings(settings, space)
+    out_dir = Path(settings.out).resolve()
+    if not resume and (out_dir / SETTINGS_FILE).exists():
+        raise ConfigError(
+            f"--out {out_dir}: already holds a sweep; continue it with --resume {out_dir} "
+            "or pick a new directory"
+        )
+    started_ray = _init_ray(settings)
+    try:
+        return _run(settings, space, out_dir, resume)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: bool) -> Any:
+    import ray
+    from ray import tune
+
+    from .data import load_pool
+
+    trial_defaults = TrialConfig.model_validate(space.trial)
+    cluster_cpus = ray.cluster_resources().get("CPU", 1)
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    if settings.gpus_per_trial > 0 and cluster_gpus == 0:
+        raise ConfigError(
+            f"--gpus-per-trial {settings.gpus_per_trial}: the Ray cluster has no GPUs"
+        )
+    max_concurrent = settings.max_concurrent or max(1, int(cluster_cpus // settings.cpus_per_trial))
+    pool = load_pool(trial_defaults.dataset, trial_defaults.data_root, trial_defaults.download)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        save_settings(settings, out_dir)
+    writer = TrialsWriter(out_dir)
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
+    run_config = tune.RunConfig(
+        name=TUNE_NAME,
+        storage_path=str(out_dir),
+        callbacks=[_make_callback(out_dir, writer)],
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        progress_reporter=tune.CLIReporter(
+            metric_columns=["test_acc", "adv", "dtc_adv"],
+            parameter_columns={f"mechanisms/{m}": m for m in space.varied()} or None,
+            max_report_frequency=15,
+        ),
+        verbose=1,
+    )
+    experiment = out_dir / TUNE_NAME
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(
+            str(experiment),
+            trainable=fn,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+    else:
+        if settings.search == "optuna":
+            search_alg = _searcher(settings, out_dir, max_concurrent)
+            num_samples = settings.samples
+        else:
+            search_alg = None
+            num_samples = 1 if settings.search == "grid" else settings.samples
+        tuner = tune.Tuner(
+            fn,
+            param_space=_param_space(space, settings.search),
+            tune_config=tune.TuneConfig(
+                search_alg=search_alg,
+                num_samples=num_samples,
+                max_concurrent_trials=max_concurrent if search_alg is None else None,
+                reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=run_config,
+        )
+    tuner.fit()
+    return load_results(out_dir)
+
+
+def front_table(df: Any, objectives: list[Objective]) -> str:
+    """Return the Pareto front of `df` as a Markdown table (trial, mechanisms on, objectives)."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if ok.empty:
+        return "(no successful trials: no Pareto front)"
+    front = pareto_front(ok, objectives)
+    names = [n for n in Mechanisms.model_fields if n != "dp_clip"]
+    header = ["trial", "mechanisms"] + [str(o) for o in objectives]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in front.iterrows():
+        on = [f"{n}={_fmt(row[n])}" for n in names if n in row and _is_on(row[n])]
+        cells = [str(row["trial_id"]), ", ".join(on) or "none"]
+        cells += [_fmt(row[o.column]) for o in objectives]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _is_on(value: Any) -> bool:
+    try:
+        return bool(value) and not np.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
