@@ -17,7 +17,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,7 +170,10 @@ def trainable(params: dict[str, Any], pool: Any = None) -> None:
     # Ray's GPUs are logical: without CUDA the trial falls back to the CPU.
     config["device"] = "cuda" if gpu else "cpu"
     threads = max(1, int(resources.get("CPU", 1)))
+    started = time.time()
     row = run_trial(config, pool, threads=threads)
+    row["started_at"], row["finished_at"] = started, time.time()
+    row["node_id"] = ray.get_runtime_context().get_node_id()
     scores = row.pop("scores")
     row["switched_off"] = ",".join(switched_off)
     row["scores_npz"] = _encode_scores(scores)
@@ -204,16 +209,38 @@ def _error_status(error: BaseException | None) -> tuple[str, str]:
     return status, message
 
 
+def _trial_exception(trial: Any) -> BaseException | None:
+    """Return the exception a failed Tune trial raised, read from its local error file.
+
+    Tune writes the pickled error next to the trial before telling callbacks, but syncs it to
+    the storage path (where `Trial.get_pickled_error` looks) only later.
+    """
+    from ray import cloudpickle
+
+    path = trial.pickled_error_file
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            return cloudpickle.load(f)
+    except Exception:  # an unreadable pickle: the status still says failed
+        return None
+
+
 def _config_columns(params: dict[str, Any]) -> dict[str, Any]:
     config, _ = _trial_config(params)
     return TrialConfig.model_validate(config).flat()
 
 
-def _make_callback(out_dir: Path, writer: TrialsWriter):
+def _make_callback(out_dir: Path):
     from ray import tune
 
     class ResultsRecorder(tune.Callback):
-        """Writes each trial's row to trials.parquet the moment Tune hears of it."""
+        """Writes each trial's row to trials.parquet the moment Tune hears of it.
+
+        It keeps no rows itself: Tuner.restore revives the callback pickled with the first
+        run, so every write starts from what is on disk.
+        """
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
@@ -223,17 +250,13 @@ def _make_callback(out_dir: Path, writer: TrialsWriter):
             row["node_ip"] = result.get("node_ip")
             if blob is not None:
                 write_scores(out_dir, trial.trial_id, _decode_scores(blob))
-            writer.add(row)
+            TrialsWriter(out_dir).add(row)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            try:
-                error = trial.get_pickled_error()
-            except Exception:  # the pickled error may itself be unreadable
-                error = None
-            status, message = _error_status(error)
+            status, message = _error_status(_trial_exception(trial))
             row = {"trial_id": trial.trial_id, "status": status, "error": message}
             row.update(_config_columns(trial.config))
-            writer.add(row)
+            TrialsWriter(out_dir).add(row)
 
     return ResultsRecorder()
 
@@ -294,16 +317,16 @@ def _searcher(settings: SweepSettings, out_dir: Path, max_concurrent: int):
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
-def _init_ray(settings: SweepSettings) -> bool:
-    """Connect to (or start) Ray; return True when this call started it (and must stop it)."""
+def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
+    """Connect to (or start) Ray; return (whether this call must shut it down, its temp dir)."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return False, None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if settings.address:
         ray.init(address=settings.address, log_to_driver=True, **settings.ray_init)
-        return True
+        return True, None
     # A local Ray of our own: its own temp dir, no dashboard, nothing shared with other Rays.
     temp_dir = tempfile.mkdtemp(prefix="raymia-ray-", dir="/tmp")
     ray.init(
@@ -313,7 +336,7 @@ def _init_ray(settings: SweepSettings) -> bool:
         configure_logging=False,
         **settings.ray_init,
     )
-    return True
+    return True, temp_dir
 
 
 def save_settings(settings: SweepSettings, out_dir: Path) -> None:
@@ -350,7 +373,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
             f"--out {out_dir}: already holds a sweep; continue it with --resume {out_dir} "
             "or pick a new directory"
         )
-    started_ray = _init_ray(settings)
+    started_ray, temp_dir = _init_ray(settings)
     try:
         return _run(settings, space, out_dir, resume)
     finally:
@@ -358,6 +381,8 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
             import ray
 
             ray.shutdown()
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: bool) -> Any:
@@ -379,13 +404,13 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_settings(settings, out_dir)
-    writer = TrialsWriter(out_dir)
+    TrialsWriter(out_dir)  # fails now, not mid-sweep, on an unreadable trials.parquet
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
     run_config = tune.RunConfig(
         name=TUNE_NAME,
         storage_path=str(out_dir),
-        callbacks=[_make_callback(out_dir, writer)],
+        callbacks=[_make_callback(out_dir)],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         progress_reporter=tune.CLIReporter(
             metric_columns=["test_acc", "adv", "dtc_adv"],

@@ -1,0 +1,323 @@
+"""The sweep engine end to end, on a local Ray of the tests' own (never `ray stop`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymia.cli import main
+from raymia.results import load_results, load_scores
+from raymia.sweep import SweepSettings, run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_SPACE = """
+trial:
+  epochs: 3
+  members: 150
+  non_members: 150
+  reference: 200
+  attacks: {merlin_neighbours: 5, n_bootstrap: 20, n_permutations: 20, shadow_calibration: false}
+  dtc: {max_samples: 40, bisection_steps: 3, pgd_steps: 4}
+sweep: {samples: 4}
+mechanisms:
+  label_smoothing: {uniform: [0.0, 0.3]}
+  dropout: {choice: [0.0, 0.1, 0.2]}
+"""
+
+OBJECTIVES = ["test_acc", "adv", "dtc_adv"]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray with 4 logical CPUs and 1 logical GPU, in a temp dir of its own."""
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="raymia-test-ray-", dir="/tmp")
+    ray.init(
+        num_cpus=4,
+        num_gpus=1,
+        _temp_dir=temp_dir,
+        include_dashboard=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def space(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+@pytest.mark.slow
+def test_four_trial_sweep_end_to_end(ray_session, space, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--space", str(space), "--out", str(out), "--max-concurrent", "2"])
+    assert code == 0
+    df = load_results(out)
+    assert len(df) == 4 and df["trial_id"].is_unique
+    assert (df["status"] == "ok").all()
+    for column in OBJECTIVES + [
+        "label_smoothing",
+        "dropout",
+        "seed",
+        "dataset",
+        "train_seconds",
+        "measure_seconds",
+        "dp_epsilon",
+        "loss_auc",
+        "raymia_version",
+        "torch_version",
+        "ray_version",
+        "optuna_version",
+        "git_sha",
+    ]:
+        assert column in df.columns, column
+    assert np.isfinite(df[OBJECTIVES].to_numpy(float)).all()
+    assert df["dp_epsilon"].isna().all()
+    scores = load_scores(out, df["trial_id"].iloc[0])
+    assert {"is_member", "score_loss", "dtc"} <= set(scores.columns)
+    printed = capsys.readouterr().out
+    assert "Pareto front" in printed and "| trial |" in printed
+    assert any(trial_id in printed for trial_id in df["trial_id"])
+    assert (out / "optuna.journal").exists() and (out / "sweep.json").exists()
+
+
+@pytest.mark.slow
+def test_fractional_gpus_run_four_trials_at_once(ray_session, space, tmp_path):
+    settings = SweepSettings(
+        space=str(space),
+        out=str(tmp_path / "gpu"),
+        samples=4,
+        search="random",
+        gpus_per_trial=0.25,
+        cpus_per_trial=1,
+        max_concurrent=4,
+    )
+    df = run_sweep(settings)
+    assert len(df) == 4 and (df["status"] == "ok").all()
+    # no CUDA here: Ray's GPU is logical, and each trial fell back to the CPU
+    assert set(df["device"]) == {"cpu"}
+    latest_start = df["started_at"].max()
+    earliest_end = df["finished_at"].min()
+    assert latest_start < earliest_end, "all four trials were running at the same moment"
+
+
+def flaky_trainable(params, pool=None):
+    """Fails for dropout 0.1, diverges for dropout 0.2, else runs the real trial."""
+    from raymia.sweep import trainable  # in the worker: the real one
+    from raymia.train import TrainingDiverged
+
+    dropout = params["mechanisms"]["dropout"]
+    if dropout == 0.1:
+        raise RuntimeError("injected failure for the test")
+    if dropout == 0.2:
+        raise TrainingDiverged("training loss became nan in epoch 1")
+    return trainable(params, pool)
+
+
+@pytest.mark.slow
+def test_raising_and_diverging_trials_are_recorded_and_failed_in_optuna(
+    ray_session, space, tmp_path, monkeypatch
+):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import cloudpickle
+
+    from raymia import sweep
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(sweep, "trainable", flaky_trainable)
+    out = tmp_path / "faults"
+    settings = SweepSettings(
+        space=str(space), out=str(out), samples=8, max_failures=0, max_concurrent=2
+    )
+    df = run_sweep(settings)
+    assert len(df) == 8 and df["trial_id"].is_unique
+    failed = df[df["dropout"] == 0.1]
+    diverged = df[df["dropout"] == 0.2]
+    assert len(failed) and len(diverged), "the seeded sampler drew both faulty strengths"
+    assert (failed["status"] == "failed").all()
+    assert failed["error"].str.contains("injected failure").all()
+    assert (diverged["status"] == "diverged").all()
+    assert (df[df["dropout"] == 0.0]["status"] == "ok").all()
+    study = optuna.load_study(
+        study_name="raymia", storage=JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
+    )
+    states = [t.state.name for t in study.trials]
+    assert states.count("FAIL") == len(failed) + len(diverged)
+    assert "RUNNING" not in states and states.count("COMPLETE") == (df["status"] == "ok").sum()
+
+
+def _listing(path: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in path.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--space", "{malformed}"], "malformed YAML"),
+        (["--space", "{unknown}"], "unknown mechanism 'mechanisms.labl_smoothing'"),
+        (["--space", "{space}", "--objectives", "acc:max,privacy:min"], "unknown objective"),
+        (["--space", "{space}", "--gpus-per-trial", "-1"], "--gpus-per-trial -1.0"),
+        (["--space", "{space}", "--objectives", "acc:maximize"], "expected name:max|min"),
+        (["--space", "{range}"], "is out of range"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_leaves_dir_alone(args, expected, tmp_path, capsys):
+    spaces = {
+        "space": TINY_SPACE,
+        "malformed": "mechanisms: [oops\n",
+        "unknown": "mechanisms:\n  labl_smoothing: {uniform: [0, 0.1]}\n",
+        "range": "mechanisms:\n  label_smoothing: {uniform: [0, 1.5]}\n",
+    }
+    for name, text in spaces.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "trials.parquet").write_bytes(b"previous results")
+    before = _listing(out)
+    filled = [a.format(**{k: tmp_path / f"{k}.yaml" for k in spaces}) for a in args]
+    code = main(["sweep", *filled, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("raymia: error: ") and expected in err and err.count("\n") == 1
+    assert _listing(out) == before
+    assert (out / "trials.parquet").read_bytes() == b"previous results"
+
+
+def test_an_existing_sweep_is_not_overwritten(tmp_path, space, capsys):
+    out = tmp_path / "done"
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    assert main(["sweep", "--space", str(space), "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def _ray_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAY_TMPDIR"] = str(tmp_path)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_sigint_then_resume_keeps_every_trial_once(space, tmp_path):
+    out = tmp_path / "interrupted"
+    cmd = [
+        sys.executable,
+        "-m",
+        "raymia.cli",
+        "sweep",
+        "--space",
+        str(space),
+        "--out",
+        str(out),
+        "--samples",
+        "6",
+        "--max-concurrent",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=_ray_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            if len(pd.read_parquet(out / "trials.parquet")) >= 2:
+                break
+        except (FileNotFoundError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    interrupted = load_results(out)
+    assert 2 <= len(interrupted) < 6
+    done = subprocess.run(
+        [sys.executable, "-m", "raymia.cli", "sweep", "--resume", str(out)],
+        env=_ray_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    df = load_results(out)
+    assert len(df) == 6 and df["trial_id"].is_unique and (df["status"] == "ok").all()
+    # the trials finished before the interrupt are the same rows, not re-runs
+    before = interrupted.set_index("trial_id")["finished_at"]
+    after = df.set_index("trial_id")["finished_at"]
+    assert (after[before.index] == before).all()
+
+
+@pytest.mark.slow
+def test_sweep_on_a_two_node_cluster_through_the_entry_script(space, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # Unix socket paths must stay under 108 bytes: pytest's tmp_path is too deep for Ray.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rmc-", dir="/tmp"))
+    (ray_tmp / "ray").mkdir()
+    previous = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(ray_tmp)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "temp_dir": str(ray_tmp / "ray")},
+    )
+    try:
+        cluster.add_node(num_cpus=2, temp_dir=str(ray_tmp / "ray"))
+        cluster.wait_for_nodes()
+        out = tmp_path / "cluster-sweep"
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "sweep_entry.py"),
+                "--address",
+                cluster.address,
+                "--space",
+                str(space),
+                "--out",
+                str(out),
+                "--samples",
+                "4",
+                "--search",
+                "random",
+                "--cpus-per-trial",
+                "1",
+                "--max-concurrent",
+                "4",
+            ],
+            env=_ray_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        df = load_results(out)
+        assert len(df) == 4 and (df["status"] == "ok").all()
+        assert df["node_id"].nunique() == 2, "trials ran on both nodes"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = previous
