@@ -17,6 +17,7 @@ from . import attacks, metrics
 from .config import TrialConfig
 from .data import Split, Splits
 from .dtc import DtcOptions, dtc, resolve_tau, summarize_dtc, true_class_confidence
+from .models import fuse_for_inference
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def measure_privacy(
     advantage over attacks); `dtc_*` when DtC is on.
     """
     options = config.attacks
+    model = fuse_for_inference(model)
     evaluation = balanced_evaluation(members, splits.non_members, config.seed)
     scores = attacks.score_all(model, evaluation.x, evaluation.y, options, config.seed)
     reference_models, shadow_scores, shadow_is_member = _reference_scores(config, splits, device)

@@ -34,3 +34,20 @@ def test_group_norm_variant_has_no_batch_norm_and_passes_opacus():
         assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
         assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
         assert ModuleValidator.validate(model, strict=False) == []
+
+
+def test_fusing_batch_norm_keeps_the_function():
+    from raymia.models import fuse_for_inference
+
+    torch.manual_seed(0)
+    model = build_model(DATASETS["digits"])
+    model.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model(torch.randn(32, 1, 8, 8) * 2 + 0.5)
+    model.eval()
+    fused = fuse_for_inference(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(16, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fused(x), atol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched

@@ -53,7 +53,7 @@ def test_four_mechanisms_compose_and_beat_chance(fast):
         "early_stopping": 5,
         "dp_noise": 0.5,
     }
-    row = run_trial({**fast, "epochs": 8, "mechanisms": mechanisms})
+    row = run_trial({**fast, "epochs": 8, "lr": 0.005, "mechanisms": mechanisms})
     assert row["test_acc"] > 0.5  # chance is 0.1
     assert row["dp_epsilon"] is not None and math.isfinite(row["dp_epsilon"])
 
