@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from .config import ConfigError, apply_overrides, load_yaml, parse_trial_config
 from .data import DataError
+from .results import ResultsError
 from .sweep_cli import add_sweep_parser
 
 EXIT_BAD_INPUT = 2
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
-    except (UsageError, ConfigError, DataError) as err:
+    except (UsageError, ConfigError, DataError, ResultsError) as err:
         print(f"raymia: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

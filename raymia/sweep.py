@@ -14,13 +14,17 @@ A sweep directory holds:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,6 +372,11 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     space = load_space(settings.space)
     check_settings(settings, space)
     out_dir = Path(settings.out).resolve()
+    if resume:
+        # a damaged trials.parquet or journal fails here, naming the file, before Ray starts
+        rows = TrialsWriter(out_dir).rows
+        if settings.search == "optuna":
+            check_journal(out_dir, finished_rows=len(rows))
     if not resume and (out_dir / SETTINGS_FILE).exists():
         raise ConfigError(
             f"--out {out_dir}: already holds a sweep; continue it with --resume {out_dir} "
@@ -447,8 +456,71 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
             ),
             run_config=run_config,
         )
-    tuner.fit()
+    with _sigterm_stops_gracefully():
+        tuner.fit()
     return load_results(out_dir)
+
+
+@contextlib.contextmanager
+def _sigterm_stops_gracefully() -> Iterator[None]:
+    """Turn SIGTERM into Tune's own graceful stop (SIGUSR1) while trials run.
+
+    Tune saves its experiment state and tells running trials to stop on SIGINT and SIGUSR1;
+    a plain SIGTERM would kill the driver mid-write. Outside the main thread nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGUSR1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def expected_trials(settings: SweepSettings) -> int:
+    """Return how many trials the sweep runs when it is not interrupted."""
+    if settings.search != "grid":
+        return settings.samples
+    space = load_space(settings.space)
+    return len(space.grid if space.grid is not None else [{}]) * len(space.seeds)
+
+
+def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
+    """Raise ConfigError naming the file when DIR's Optuna journal is damaged.
+
+    Optuna skips a journal line it cannot parse and reads a truncated journal as a shorter
+    study; either would quietly lose trials on resume, so every line must be JSON and the
+    study must know at least as many finished trials as trials.parquet has rows.
+    """
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = out_dir / JOURNAL_FILE
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}: damaged Optuna journal (line {number} is not a JSON record)"
+                ) from None
+    try:
+        study = optuna.load_study(
+            study_name=STUDY_NAME, storage=JournalStorage(JournalFileBackend(str(path)))
+        )
+    except Exception as err:  # Optuna raises many kinds for a damaged journal
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{path}: unreadable Optuna journal ({detail})") from None
+    finished = sum(t.state.is_finished() for t in study.trials)
+    if finished < finished_rows:
+        raise ConfigError(
+            f"{path}: Optuna journal knows {finished} finished trials but trials.parquet has "
+            f"{finished_rows} rows; the journal looks truncated"
+        )
 
 
 def front_table(df: Any, objectives: list[Objective]) -> str:

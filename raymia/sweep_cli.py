@@ -80,7 +80,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep the flags describe; print the Pareto front at the end."""
     settings, resume = settings_from_args(args)
-    from .sweep import front_table, run_sweep
+    from .sweep import expected_trials, front_table, run_sweep
 
     started = time.perf_counter()
     df = run_sweep(settings, resume=resume)
@@ -89,4 +89,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"\nraymia: {len(df)} trials in {settings.out} ({counts}), {elapsed:.0f} s")
     print(f"Pareto front ({settings.objectives}):")
     print(front_table(df, settings.objective_list()))
+    expected = expected_trials(settings)
+    if len(df) < expected:
+        print(
+            f"raymia: sweep stopped after {len(df)} of {expected} trials; continue it with "
+            f"raymia sweep --resume {settings.out}"
+        )
+        return 130
     return 0

@@ -1,0 +1,203 @@
+"""Faults a sweep must survive: killed workers, a stopped driver, damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raymia.cli import main
+from raymia.results import TrialsWriter, load_results
+
+TINY_SPACE = """
+trial:
+  epochs: 6
+  members: 150
+  non_members: 150
+  reference: 200
+  attacks: {merlin_neighbours: 5, n_bootstrap: 20, n_permutations: 20, shadow_calibration: false}
+  dtc: {max_samples: 40, bisection_steps: 3, pgd_steps: 4}
+sweep: {samples: 4}
+mechanisms:
+  label_smoothing: {uniform: [0.0, 0.3]}
+  dropout: {choice: [0.0, 0.1, 0.2]}
+"""
+
+
+@pytest.fixture
+def space(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def _sweep_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "raymia.cli", "sweep", *args]
+
+
+def _env(marker: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RAYMIA_TEST_MARKER"] = marker  # inherited by Ray's workers: finds ours, not others'
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _trial_workers(marker: str) -> list[int]:
+    """Return the pids of Ray trial actors started under our marker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"ImplicitFunc" in cmdline and f"RAYMIA_TEST_MARKER={marker}".encode() in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _rows(out: Path) -> int:
+    try:
+        return len(pd.read_parquet(out / "trials.parquet"))
+    except (FileNotFoundError, OSError, ValueError):
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_trial_worker_is_retried_and_every_row_lands(space, tmp_path):
+    marker = uuid.uuid4().hex
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _sweep_cmd("--space", str(space), "--out", str(out), "--max-concurrent", "1"),
+        env=_env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    killed = None
+    deadline = time.time() + 180
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        workers = _trial_workers(marker)
+        if workers and _rows(out) >= 1:  # mid-sweep: one trial done, the next one running
+            time.sleep(0.5)
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    output, _ = proc.communicate(timeout=300)
+    assert killed is not None, "no trial worker was seen running"
+    assert proc.returncode == 0, output[-3000:]
+    df = load_results(out)
+    assert len(df) == 4 and df["trial_id"].is_unique and (df["status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_driver_then_resume_reruns_nothing_finished(space, tmp_path):
+    marker = uuid.uuid4().hex
+    out = tmp_path / "terminated"
+    proc = subprocess.Popen(
+        _sweep_cmd(
+            "--space", str(space), "--out", str(out), "--samples", "6", "--max-concurrent", "1"
+        ),
+        env=_env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while _rows(out) < 2 and time.time() < deadline:
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-3000:]
+    assert "--resume" in output
+    before = load_results(out)
+    assert 2 <= len(before) < 6
+    done = subprocess.run(
+        _sweep_cmd("--resume", str(out)),
+        env=_env(marker),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = load_results(out)
+    assert len(after) == 6 and after["trial_id"].is_unique
+    # finished trials were not re-run: their rows are untouched
+    kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
+    assert list(kept) == list(before["finished_at"])
+    journal = out / "optuna.journal"
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(
+        study_name="raymia", storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states
+
+
+def _sweep_dir(tmp_path: Path, space: Path) -> Path:
+    """A finished-looking sweep directory (settings, two rows, a journal) without running it."""
+    out = tmp_path / "sweep"
+    out.mkdir()
+    settings = {"space": str(space), "out": str(out), "samples": 4}
+    (out / "sweep.json").write_text(json.dumps(settings))
+    writer = TrialsWriter(out)
+    writer.add({"trial_id": "a", "status": "ok", "seed": 0, "test_acc": 0.9})
+    writer.add({"trial_id": "b", "status": "ok", "seed": 0, "test_acc": 0.8})
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
+    study = optuna.create_study(
+        study_name="raymia", storage=storage, directions=["maximize", "minimize"]
+    )
+    for _ in range(2):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        study.tell(trial, [0.5, 0.5])
+    return out
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("truncate_parquet", "trials.parquet: not a readable Parquet file"),
+        ("garbage_parquet", "trials.parquet: not a readable Parquet file"),
+        ("garbage_journal", "optuna.journal: damaged Optuna journal (line"),
+        ("truncate_journal", "optuna.journal"),
+    ],
+)
+def test_damaged_files_are_named_on_resume_never_read_as_empty(
+    damage, expected, space, tmp_path, capsys
+):
+    out = _sweep_dir(tmp_path, space)
+    parquet, journal = out / "trials.parquet", out / "optuna.journal"
+    if damage == "truncate_parquet":
+        parquet.write_bytes(parquet.read_bytes()[: parquet.stat().st_size // 2])
+    elif damage == "garbage_parquet":
+        parquet.write_bytes(b"\x00garbage" * 10)
+    elif damage == "garbage_journal":
+        with open(journal, "a") as f:
+            f.write("{not json\n")
+    else:
+        lines = journal.read_text().splitlines(keepends=True)
+        journal.write_text("".join(lines[: len(lines) // 2]))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(["sweep", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("raymia: error: ") and expected in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
