@@ -1,0 +1,332 @@
+"""Shared pieces of the analysis scripts: loading sweeps, mechanism labels, tables, errors.
+
+Everything here reads Parquet through `raymia.results` and never imports Ray: the scripts
+must run on a laptop holding nothing but the sweep directories. Matplotlib is switched to
+the Agg backend on import, so no script ever needs a display.
+
+User errors (a directory without ``trials.parquet``, an unknown objective column, a sweep
+with no completed trial) are raised as `AnalysisError` or `raymia.results.ResultsError`;
+`run_main` turns them into one ``analysis: error: ...`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from raymia.config import Mechanisms  # noqa: E402
+from raymia.pareto import ALIASES, Objective, parse_objectives  # noqa: E402
+from raymia.results import ResultsError, load_results  # noqa: E402
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_OBJECTIVES",
+    "MECHANISMS",
+    "AnalysisError",
+    "active_mechanisms",
+    "add_labels",
+    "attacks_in",
+    "check_objectives",
+    "config_label",
+    "fmt",
+    "fmt_strength",
+    "load_sweeps",
+    "make_parser",
+    "markdown_table",
+    "mechanisms_label",
+    "ok_trials",
+    "run_main",
+    "save_figure",
+    "write_text",
+]
+
+#: Mechanism strength columns, in the order of `raymia.config.Mechanisms`. ``dp_clip`` is a
+#: setting of DP-SGD (it rides with ``dp_noise``), not a mechanism of its own.
+MECHANISMS: tuple[str, ...] = tuple(n for n in Mechanisms.model_fields if n != "dp_clip")
+
+#: Attacks whose ``<attack>_adv`` columns the tables and plots look for, in display order.
+ATTACKS: tuple[str, ...] = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
+
+#: The objectives of ``raymia sweep``'s default search.
+DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
+
+#: Label of a trial with every mechanism off.
+NONE_LABEL = "none"
+
+
+class AnalysisError(Exception):
+    """A bad input for an analysis script; the message is one line meant for the user."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _sweep_names(dirs: Sequence[Path]) -> list[str]:
+    """Return a short name per directory: its base name, or its path where names collide."""
+    names = [d.resolve().name or str(d) for d in dirs]
+    return [str(d) if names.count(n) > 1 else n for d, n in zip(dirs, names, strict=True)]
+
+
+def _status_summary(df: pd.DataFrame) -> str:
+    """Return e.g. '3 failed, 1 diverged; first error: ...' for a frame with no ok trial."""
+    counts = df["status"].fillna("missing").value_counts() if "status" in df else pd.Series()
+    parts = [f"{int(n)} {status}" for status, n in counts.items()]
+    errors = df["error"].dropna() if "error" in df else pd.Series(dtype=object)
+    first = f"; first error: {errors.iloc[0]}" if len(errors) else ""
+    return (", ".join(parts) or "no rows") + first
+
+
+def load_sweeps(dirs: Iterable[str | Path]) -> pd.DataFrame:
+    """Load the trials of one or more sweep directories into one DataFrame.
+
+    Returns every row of every ``DIR/trials.parquet`` (failed trials included), with two
+    columns added in front: ``sweep`` (the directory's base name, or its path when two
+    directories share a name) and ``sweep_dir`` (its path, to find per-sample scores).
+
+    Raises ResultsError when a directory is missing or holds no readable ``trials.parquet``,
+    and AnalysisError when a directory has no completed (status ``ok``) trial: an analysis of
+    failures alone would only mislead.
+    """
+    paths = [Path(d) for d in dirs]
+    if not paths:
+        raise AnalysisError("no sweep directory given")
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            raise AnalysisError(f"{path}: sweep directory given twice")
+        seen.add(path.resolve())
+    frames = []
+    for path, name in zip(paths, _sweep_names(paths), strict=True):
+        df = load_results(path)
+        if "status" not in df.columns or not (df["status"] == "ok").any():
+            raise AnalysisError(f"{path}: no completed trial to analyse ({_status_summary(df)})")
+        df.insert(0, "sweep_dir", str(path))
+        df.insert(0, "sweep", name)
+        frames.append(df)
+    if len(frames) == 1:
+        return frames[0]
+    # Sweeps may differ in columns (e.g. one ran LiRA); concat fills the gaps with nulls.
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the completed trials (status ``ok``), keeping the original index."""
+    return df[df["status"] == "ok"]
+
+
+# --------------------------------------------------------------------------------------------
+# Mechanism labels
+
+
+def _is_on(value: Any) -> bool:
+    """True for a strength that switches its mechanism on: a number other than 0 or NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not math.isnan(number) and number != 0
+
+
+def active_mechanisms(row: pd.Series | dict[str, Any]) -> dict[str, float]:
+    """Return the mechanisms a trial row switches on, name -> strength, in `MECHANISMS` order."""
+    return {name: float(row[name]) for name in MECHANISMS if name in row and _is_on(row[name])}
+
+
+def fmt_strength(value: float) -> str:
+    """Return a strength compactly: ``2`` for whole numbers, else 3 significant digits."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
+
+
+def mechanisms_label(row: pd.Series | dict[str, Any]) -> str:
+    """Return which mechanisms a trial switches on, e.g. ``label_smoothing+dropout``, or
+    ``none`` when every mechanism is off."""
+    return "+".join(active_mechanisms(row)) or NONE_LABEL
+
+
+def config_label(row: pd.Series | dict[str, Any]) -> str:
+    """Return a trial's mechanisms with strengths, e.g. ``label_smoothing=0.1, dropout=0.3``,
+    or ``none`` when every mechanism is off; DP-SGD shows its clipping norm,
+    ``dp_noise=1 (dp_clip=1)``."""
+    on = active_mechanisms(row)
+    parts = [f"{n}={fmt_strength(v)}" for n, v in on.items()]
+    if "dp_noise" in on and "dp_clip" in row and _is_on(row["dp_clip"]):
+        # The clipping norm is part of a DP-SGD configuration (it sets the noise scale).
+        parts[list(on).index("dp_noise")] += f" (dp_clip={fmt_strength(float(row['dp_clip']))})"
+    return ", ".join(parts) or NONE_LABEL
+
+
+def add_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy of ``df`` with ``mechanisms_on`` (`mechanisms_label`) and ``config``
+    (`config_label`) columns."""
+    out = df.copy()
+    records = out.to_dict("records")
+    out["mechanisms_on"] = [mechanisms_label(r) for r in records]
+    out["config"] = [config_label(r) for r in records]
+    return out
+
+
+def attacks_in(df: pd.DataFrame) -> list[str]:
+    """Return the attacks (of `ATTACKS`) whose ``<attack>_adv`` column has a finite value."""
+    found = []
+    for attack in ATTACKS:
+        column = f"{attack}_adv"
+        if column in df.columns and np.isfinite(pd.to_numeric(df[column])).any():
+            found.append(attack)
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Objectives
+
+
+def _objective_candidates(df: pd.DataFrame) -> list[str]:
+    """Return the numeric columns that make sense as objectives: accuracies, advantages, AUCs."""
+    return [
+        c
+        for c in df.columns
+        if pd.api.types.is_numeric_dtype(df[c]) and c.endswith(("_acc", "adv", "_auc"))
+    ]
+
+
+def check_objectives(df: pd.DataFrame, spec: str) -> list[Objective]:
+    """Parse an objective spec (``acc:max,adv:min``) and check it against the trials ``df``.
+
+    Returns the objectives. Raises AnalysisError, in one line, for a malformed spec, a column
+    that is not in the table (naming the candidates), a column that is not numeric, or one
+    with no finite value among the completed trials (e.g. ``dtc_adv`` from a sweep that
+    switched DtC off).
+    """
+    try:
+        objectives = parse_objectives(spec)
+    except ValueError as err:
+        raise AnalysisError(f"--objectives: {err}") from None
+    ok = ok_trials(df)
+    for obj in objectives:
+        if obj.column not in df.columns:
+            names = list(ALIASES) + [
+                c for c in _objective_candidates(df) if c not in ALIASES.values()
+            ]
+            raise AnalysisError(
+                f"--objectives: unknown column {obj.column!r} (not in trials.parquet); "
+                f"candidates: {', '.join(names)}"
+            )
+        if not pd.api.types.is_numeric_dtype(df[obj.column]):
+            raise AnalysisError(f"--objectives: column {obj.column!r} is not numeric")
+        if not np.isfinite(ok[obj.column].to_numpy(dtype=float)).any():
+            raise AnalysisError(
+                f"--objectives: column {obj.column!r} has no finite value in any completed "
+                "trial (was it measured in this sweep?)"
+            )
+    return objectives
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """Return ``value`` for a table cell: floats to ``digits`` decimals, NaN/None as ``-``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Return a GitHub Markdown table; cells go through `fmt` unless already strings."""
+
+    def cell(value: Any) -> str:
+        text = value if isinstance(value, str) else fmt(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Save a matplotlib figure as a PNG at ``path`` (parents created), close it, return path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (plus a final newline) to ``path``, creating parents; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors raise AnalysisError (one line, exit 2 via run_main)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise AnalysisError(f"{message} (see {self.prog} --help)")
+
+
+def _help_text(doc: str) -> str:
+    """Return a script's module docstring for --help, without its ``Usage::`` block."""
+    paragraphs = doc.strip().split("\n\n")
+    kept, skip_next = [], False
+    for paragraph in paragraphs:
+        if skip_next:
+            skip_next = False
+            continue
+        if paragraph.strip() == "Usage::":
+            skip_next = True  # the indented usage lines follow; argparse prints its own
+            continue
+        kept.append(paragraph)
+    return "\n\n".join(kept)
+
+
+def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """Return an argument parser for one script, described by its module docstring ``doc``;
+    bad arguments raise AnalysisError."""
+    return _Parser(
+        prog=prog,
+        description=_help_text(doc or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def run_main(main: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> int:
+    """Run a script's ``main(argv)``; return its exit code.
+
+    AnalysisError, ResultsError and OSError (e.g. an unwritable output path) become one line
+    ``analysis: error: ...`` on stderr and exit code 2, without a traceback.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return main(args)
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: stop quietly, as command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (AnalysisError, ResultsError) as err:
+        message = " ".join(str(err).split())
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        message = f"{where}{err.strerror or err}"
+    print(f"analysis: error: {message}", file=sys.stderr)
+    return 2
