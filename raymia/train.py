@@ -69,7 +69,9 @@ def _optimizer(config: TrialConfig, model: nn.Module, options: dict) -> torch.op
     options = {"weight_decay": 0.0, **options}
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, **options)
-    # AdamW with weight_decay 0 is Adam; with decay it is the decoupled form that shrinks weights.
+    if not options["weight_decay"]:
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    # the decoupled form, which shrinks the weights whatever the gradient's scale
     return torch.optim.AdamW(model.parameters(), lr=config.lr, **options)
 
 
@@ -166,11 +168,14 @@ def train_model(
             if len(y) == 0:  # Poisson sampling (DP-SGD) can draw an empty batch
                 continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            batch = Batch(x, y, F.one_hot(y, info.num_classes).float())
+            batch = Batch(x, y, info.num_classes)
             for m in transforms:
                 batch = m.transform(batch)
             logits = model(batch.x)
-            loss = soft_cross_entropy(logits, batch.targets, temperature)
+            if batch.hard:  # same value as the soft form on one-hot targets, and cheaper
+                loss = F.cross_entropy(logits / temperature, y) * temperature**2
+            else:
+                loss = soft_cross_entropy(logits, batch.targets, temperature)
             for m in loss_terms:
                 loss = loss + m.loss_term(logits, batch)
             optimizer.zero_grad(set_to_none=True)

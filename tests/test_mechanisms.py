@@ -30,7 +30,7 @@ def _context(digits, **mechanisms) -> TrainContext:
 
 def _batch(digits, n=64) -> Batch:
     x, y = digits.members.x[:n], digits.members.y[:n]
-    return Batch(x, y, F.one_hot(y, 10).float())
+    return Batch(x, y, 10)
 
 
 def _make(name, strength, digits):

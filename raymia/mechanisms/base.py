@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
@@ -29,15 +30,36 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch: inputs, true hard labels and the soft targets the loss fits."""
+    """One training batch: inputs, true hard labels and the soft targets the loss fits.
+
+    The soft targets stay implicit (one-hot of `y`) until a mechanism asks for them, so a
+    batch no target transform touches costs the loop nothing extra (`hard` is then True).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
-    targets: torch.Tensor
+    num_classes: int
+    soft: torch.Tensor | None = None
 
-    def with_(self, **changes: torch.Tensor) -> Batch:
-        """Return a copy with some fields replaced."""
-        return replace(self, **changes)
+    @property
+    def hard(self) -> bool:
+        """True while the targets are still the one-hot labels."""
+        return self.soft is None
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Return the soft targets (N, C): the one-hot labels unless a mechanism changed them."""
+        if self.soft is None:
+            return F.one_hot(self.y, self.num_classes).to(self.x.dtype)
+        return self.soft
+
+    def with_(self, x: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> Batch:
+        """Return a copy with new inputs and/or new soft targets."""
+        return replace(
+            self,
+            x=self.x if x is None else x,
+            soft=self.soft if targets is None else targets,
+        )
 
 
 @dataclass

@@ -1,0 +1,68 @@
+"""What the sweep benchmarks share: a light digits trial, a fixed set of configurations, and a
+local Ray of their own (own temp dir, shut down afterwards)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+# Light enough that 16 trials take about a minute on 2 cores, heavy enough to be a real trial.
+TRIAL = {
+    "dataset": "digits",
+    "epochs": 10,
+    "attacks": {"merlin_neighbours": 20, "n_bootstrap": 100, "n_permutations": 100},
+    "dtc": {"max_samples": 100, "bisection_steps": 6, "pgd_steps": 10},
+}
+
+
+def configurations(n: int, seed: int = 0) -> list[dict]:
+    """Return n seeded mechanism settings (each a few mechanisms at random strengths)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        out.append(
+            {
+                "label_smoothing": round(float(rng.uniform(0, 0.3)), 3),
+                "dropout": round(float(rng.uniform(0, 0.5)), 3),
+                "weight_decay": round(float(10 ** rng.uniform(-5, -1)), 6),
+                "augment": int(rng.integers(0, 2)),
+            }
+        )
+    return out
+
+
+def write_grid_space(path: Path, points: list[dict]) -> Path:
+    """Write a grid search space with the benchmark trial settings and `points`."""
+    path.write_text(yaml.safe_dump({"trial": TRIAL, "seeds": [0], "grid": points}))
+    return path
+
+
+def write_search_space(path: Path) -> Path:
+    """Write the space the Optuna comparisons search."""
+    space = {
+        "trial": TRIAL,
+        "mechanisms": {
+            "label_smoothing": {"uniform": [0.0, 0.3]},
+            "dropout": {"uniform": [0.0, 0.5]},
+            "weight_decay": {"loguniform": [1.0e-5, 0.1]},
+            "augment": {"int": [0, 1]},
+        },
+    }
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    """A temporary directory for sweep outputs, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="raymia-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

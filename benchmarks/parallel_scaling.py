@@ -1,0 +1,43 @@
+"""Benchmark: trials per minute with 2 concurrent trials against 1, on a 2-core machine.
+
+The same 8 digits trials (1 CPU, 1 torch thread each) run through `raymia sweep` twice in one
+process: one at a time, then two at a time. Prints the throughput ratio last (target >= 1.7).
+
+    python benchmarks/parallel_scaling.py [--trials 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import configurations, scratch, write_grid_space
+
+from raymia.sweep import SweepSettings, run_sweep
+
+
+def trials_per_minute(space: str, out: str, concurrent: int, n: int) -> float:
+    settings = SweepSettings(
+        space=space, out=out, search="grid", cpus_per_trial=1, max_concurrent=concurrent
+    )
+    started = time.perf_counter()
+    df = run_sweep(settings)
+    elapsed = time.perf_counter() - started
+    assert len(df) == n and (df["status"] == "ok").all()
+    return n / elapsed * 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8)
+    args = parser.parse_args()
+    with scratch() as tmp:
+        space = str(write_grid_space(tmp / "space.yaml", configurations(args.trials)))
+        one = trials_per_minute(space, str(tmp / "one"), 1, args.trials)
+        two = trials_per_minute(space, str(tmp / "two"), 2, args.trials)
+    print(f"1 concurrent: {one:.1f} trials/min, 2 concurrent: {two:.1f} trials/min")
+    print(f"parallel scaling (2 concurrent / 1): {two / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
