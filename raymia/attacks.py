@@ -23,14 +23,14 @@ of a memorizing model have losses near 1e-8, which float32 would round to exact 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._torch import device_dtype, eval_mode
 from .config import AttackOptions, TrialConfig
 from .data import DatasetInfo, Split
 from .train import train_model
@@ -80,30 +80,6 @@ _REFERENCE_SEED_STRIDE = 2
 # --------------------------------------------------------------------------------------------
 
 
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Return the device and floating dtype the model's inputs must have."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.is_floating_point():
-            return t.device, t.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the block with every submodule in eval mode, then restore each one's own mode.
-
-    Eval mode turns dropout off and makes batch norm use its running statistics, so a sample's
-    score does not depend on which other samples share its batch.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def _check_xy(x: ArrayLike, y: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     """Return x and y as (still host-side) tensors, y flat, after checking they match."""
     xt = torch.as_tensor(x)
@@ -131,10 +107,10 @@ def _chunked(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     xt, yt = _check_xy(x, y)
     parts: dict[str, list[torch.Tensor]] = {}
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for start in range(0, xt.shape[0], batch_size):
             xb = xt[start : start + batch_size].to(device=device, dtype=dtype)
             yb = yt[start : start + batch_size].to(device=device, dtype=torch.long)
@@ -276,7 +252,7 @@ def merlin_scores(
         raise ValueError(f"neighbours must be >= 1, got {neighbours}")
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     copies = neighbours + 1  # the clean sample rides in the same pass, see below
     per_chunk = max(1, batch_size // copies)
@@ -296,7 +272,7 @@ def merlin_scores(
 
     xt, yt = _check_xy(x, y)
     parts = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for start in range(0, xt.shape[0], per_chunk):
             xb = xt[start : start + per_chunk].to(device=device, dtype=dtype)
             yb = yt[start : start + per_chunk].to(device=device, dtype=torch.long)

@@ -15,8 +15,6 @@ reference and the benchmark baseline.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +23,8 @@ import torch
 from torch import nn
 
 from raymia.metrics import advantage, auc
+
+from ._torch import device_dtype, eval_mode
 
 __all__ = [
     "DtcOptions",
@@ -167,10 +167,10 @@ def true_class_confidence(
 
     The model runs in eval mode without gradients; its previous modes are restored.
     """
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     xt, yt = _as_tensors(x, y, device, dtype)
     out = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for start in range(0, xt.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             out.append(_true_class_log_prob(model(xt[sl]), yt[sl]).exp())
@@ -195,7 +195,7 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
         A :class:`DtcResult` with one distance and one censored flag per sample.
     """
     _check_tau(tau)
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     xt, yt = _as_tensors(x, y, device, dtype)
     n = xt.shape[0]
     eps_max = options.radius_max
@@ -204,7 +204,7 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
     if n == 0:
         return DtcResult(distance, censored)
 
-    with _eval_mode(model, freeze=True):
+    with eval_mode(model, freeze=True):
         radii = np.full(n, eps_max, dtype=np.float64)
         reached_at, grad0 = _pgd_batched(model, xt, yt, radii, tau, options)
         distance[reached_at == 0] = 0.0
@@ -239,13 +239,13 @@ def dtc_reference(
         A :class:`DtcResult` with one distance and one censored flag per sample.
     """
     _check_tau(tau)
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     xt, yt = _as_tensors(x, y, device, dtype)
     n = xt.shape[0]
     eps_max = options.radius_max
     distance = np.zeros(n, dtype=np.float64)
     censored = np.zeros(n, dtype=bool)
-    with _eval_mode(model, freeze=True):
+    with eval_mode(model, freeze=True):
         for i in range(n):
             xi, yi = xt[i : i + 1], yt[i : i + 1]
             with torch.no_grad():
@@ -419,14 +419,6 @@ def _check_tau(tau: float) -> None:
         raise ValueError(f"DtC tau: got {tau!r}, expected a confidence in (0, 1)")
 
 
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Return the device and floating dtype inputs must have for this model."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.is_floating_point():
-            return t.device, t.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
-
-
 def _as_tensors(
     x: ArrayLike, y: ArrayLike, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -435,26 +427,3 @@ def _as_tensors(
     if xt.shape[0] != yt.shape[0]:
         raise ValueError(f"DtC: x has {xt.shape[0]} samples but y has {yt.shape[0]} labels")
     return xt.detach(), yt
-
-
-@contextmanager
-def _eval_mode(model: nn.Module, freeze: bool = False) -> Iterator[None]:
-    """Put every submodule in eval mode (and, with ``freeze``, stop parameters requiring
-    gradients), then restore each submodule's own mode and each parameter's own flag.
-
-    Eval mode matters beyond dropout: batch norm in train mode would couple the samples of a
-    batch, making the batched result differ from the per-sample one. Freezing keeps autograd
-    from recording (and ever computing) parameter gradients; DtC needs input gradients only.
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()] if freeze else []
-    model.eval()
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, requires_grad in flags:
-            p.requires_grad_(requires_grad)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweep_spaces import tiny_space
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `analysis` is a folder of scripts, not an installed package
@@ -32,19 +33,7 @@ from raymia.results import load_results, write_scores, write_trials  # noqa: E40
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ATTACKS = ("loss", "merlin", "confidence", "entropy", "modified_entropy")
 
-TINY_SPACE = """
-trial:
-  epochs: 2
-  members: 120
-  non_members: 120
-  reference: 150
-  attacks: {merlin_neighbours: 5, n_bootstrap: 20, n_permutations: 20, shadow_calibration: false}
-  dtc: {max_samples: 40, bisection_steps: 3, pgd_steps: 4}
-sweep: {samples: 4}
-mechanisms:
-  label_smoothing: {uniform: [0.0, 0.3]}
-  dropout: {choice: [0.0, 0.3]}
-"""
+TINY_SPACE = tiny_space(epochs=2, dropout=(0.0, 0.3))
 
 
 def assert_png(path: Path, min_bytes: int = 5_000) -> None:

@@ -13,23 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sweep_spaces import tiny_space
 
 from raymia.cli import main
 from raymia.results import TrialsWriter, load_results
 
-TINY_SPACE = """
-trial:
-  epochs: 6
-  members: 150
-  non_members: 150
-  reference: 200
-  attacks: {merlin_neighbours: 5, n_bootstrap: 20, n_permutations: 20, shadow_calibration: false}
-  dtc: {max_samples: 40, bisection_steps: 3, pgd_steps: 4}
-sweep: {samples: 4}
-mechanisms:
-  label_smoothing: {uniform: [0.0, 0.3]}
-  dropout: {choice: [0.0, 0.1, 0.2]}
-"""
+TINY_SPACE = tiny_space(epochs=6)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_spaces import tiny_space
 
 from raymia.cli import main
 from raymia.results import load_results, load_scores
@@ -21,19 +22,7 @@ from raymia.sweep import SweepSettings, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY_SPACE = """
-trial:
-  epochs: 3
-  members: 150
-  non_members: 150
-  reference: 200
-  attacks: {merlin_neighbours: 5, n_bootstrap: 20, n_permutations: 20, shadow_calibration: false}
-  dtc: {max_samples: 40, bisection_steps: 3, pgd_steps: 4}
-sweep: {samples: 4}
-mechanisms:
-  label_smoothing: {uniform: [0.0, 0.3]}
-  dropout: {choice: [0.0, 0.1, 0.2]}
-"""
+TINY_SPACE = tiny_space()
 
 OBJECTIVES = ["test_acc", "adv", "dtc_adv"]
 
