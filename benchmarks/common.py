@@ -37,16 +37,17 @@ def configurations(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def write_grid_space(path: Path, points: list[dict]) -> Path:
-    """Write a grid search space with the benchmark trial settings and `points`."""
-    path.write_text(yaml.safe_dump({"trial": TRIAL, "seeds": [0], "grid": points}))
+def write_grid_space(path: Path, points: list[dict], trial: dict | None = None) -> Path:
+    """Write a grid search space with `trial` settings (default: the light trial) and `points`."""
+    settings = TRIAL if trial is None else trial
+    path.write_text(yaml.safe_dump({"trial": settings, "seeds": [0], "grid": points}))
     return path
 
 
-def write_search_space(path: Path) -> Path:
-    """Write the space the Optuna comparisons search."""
+def write_search_space(path: Path, trial: dict | None = None) -> Path:
+    """Write the space the Optuna comparisons search, with `trial` settings (default: light)."""
     space = {
-        "trial": TRIAL,
+        "trial": TRIAL if trial is None else trial,
         "mechanisms": {
             "label_smoothing": {"uniform": [0.0, 0.3]},
             "dropout": {"uniform": [0.0, 0.5]},
