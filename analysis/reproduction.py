@@ -26,9 +26,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from common import (
+if __package__ in (None, ""):  # run as a file: import `analysis` as a package, not siblings
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.common import (  # noqa: E402
     AnalysisError,
     add_labels,
     attacks_in,
@@ -40,10 +44,9 @@ from common import (
     run_main,
     write_text,
 )
-from mechanisms import mechanism_summary
-
-from raymia.metrics import null_advantage
-from raymia.results import ResultsError, load_scores
+from analysis.mechanisms import mechanism_summary  # noqa: E402
+from raymia.metrics import null_advantage  # noqa: E402
+from raymia.results import ResultsError, load_scores  # noqa: E402
 
 ALPHA = 0.05
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `analysis` is a folder of scripts, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from analysis import mechanisms, pareto, report, roc  # noqa: E402
+from analysis import mechanisms, pareto, report, reproduction, roc  # noqa: E402
 from analysis.common import (  # noqa: E402
     DEFAULT_OBJECTIVES,
     config_label,
@@ -170,6 +170,51 @@ def test_beats_best_single_rule_by_hand(tmp_path, capsys):
     # With tolerance 0.05, label_smoothing=0.1 (acc 0.94 = 0.99 - 0.05) becomes C's rival.
     loose = mechanisms.mechanism_summary(mechanisms.load_sweeps([tmp_path]), tolerance=0.05)
     assert loose.set_index("config").loc["dropout=0.3, weight_decay=0.01", "beats"] == "no"
+
+
+def test_reproduction_verdicts_by_hand(tmp_path, capsys):
+    """Baseline adv 0.20; label smoothing raises it, DP lowers it and accuracy, a combination
+    beats every single mechanism as accurate as it, and one trial leaks to DtC alone."""
+    out = tmp_path / "paper"
+    rng = np.random.default_rng(1)
+    rows = []
+    configs = [
+        ({}, 0.97, 0.20),
+        ({"label_smoothing": 0.1}, 0.96, 0.30),
+        ({"dp_noise": 1.0}, 0.70, 0.05),
+        ({"dropout": 0.3}, 0.95, 0.15),
+        ({"dropout": 0.3, "label_smoothing": 0.1}, 0.955, 0.10),
+    ]
+    for seed in (0, 1):
+        for i, (config, acc, adv) in enumerate(configs):
+            trial_id = f"t{seed}{i}"
+            row = trial_row(trial_id, seed, acc + 0.001 * seed, adv + 0.001 * seed, **config)
+            row.update(
+                {f"{a}_adv_p": 0.5 if config == {"dp_noise": 1.0} else 0.001 for a in ATTACKS}
+            )
+            rows.append(row)
+            # DtC in these scores: members clearly nearer to confident than non-members
+            write_synthetic_scores(out, trial_id, rng, shift=0.0)
+    write_trials(out, rows)
+    code, printed, err = run(reproduction, [out, "--out", tmp_path / "R.md"], capsys)
+    assert code == 0, err
+    text = (tmp_path / "R.md").read_text()
+    for finding in (
+        "Label smoothing can raise attack advantage",
+        "DP-SGD lowers advantage at an accuracy cost",
+        "Some combination beats the best single mechanism",
+        "DtC still separates members where the attacks fail",
+    ):
+        assert f"| {finding} | reproduced |" in text, finding
+    assert "2 of 10 completed trials show no attack advantage" in text
+
+
+def test_reproduction_needs_a_baseline(synthetic_sweep, tmp_path, capsys):
+    only_mechanisms = tmp_path / "nobase"
+    rows = [trial_row("a", 0, 0.9, 0.1, dropout=0.3)]
+    write_trials(only_mechanisms, rows)
+    code, _, err = run(reproduction, [only_mechanisms], capsys)
+    assert code == 2 and "no baseline trial" in err and err.count("\n") == 1
 
 
 def test_convergence_sentence():
