@@ -90,7 +90,8 @@ def test_sigkill_of_a_trial_worker_is_retried_and_every_row_lands(space, tmp_pat
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_driver_then_resume_reruns_nothing_finished(space, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_the_driver_then_resume_reruns_nothing_finished(stop, space, tmp_path):
     marker = uuid.uuid4().hex
     out = tmp_path / "terminated"
     proc = subprocess.Popen(
@@ -105,7 +106,7 @@ def test_sigterm_to_the_driver_then_resume_reruns_nothing_finished(space, tmp_pa
     deadline = time.time() + 240
     while _rows(out) < 2 and time.time() < deadline:
         time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output[-3000:]
     assert "--resume" in output
