@@ -16,7 +16,8 @@ the numbers that bear on it and whether they reproduce it, by these rules (means
    "yes" for at least one combination.
 4. *DtC still separates members where the attacks fail*: trials where no attack's advantage
    clears its permutation null (every ``<attack>_adv_p`` > 0.05) but DtC's does (members
-   closer to confident, permutation p < 0.05 on the saved per-sample distances).
+   closer to confident, permutation p < 0.05 on the saved per-sample distances); "weak
+   evidence" when that count is within about twice what chance alone gives (+1).
 
 Writes Markdown to FILE (default: the first DIR's ``reproduction.md``).
 """
@@ -165,11 +166,14 @@ def dtc_where_attacks_fail(df: pd.DataFrame, n_permutations: int = 500) -> tuple
                     fmt(null.p_value),
                 ]
             )
-    verdict = "reproduced" if hits else "not reproduced"
+    weak = hits <= 2 * failing * ALPHA + 1
+    verdict = "not reproduced" if not hits else "weak evidence" if weak else "reproduced"
     text = (
         f"{failing} of {len(ok)} completed trials show no attack advantage above its "
         f"permutation null (every attack's p > {ALPHA}); in {hits} of them DtC still separates "
-        f"members from non-members (members closer, permutation p < {ALPHA})."
+        f"members from non-members (members closer, permutation p < {ALPHA}); by chance alone "
+        f"about {failing * ALPHA:.1f} of {failing} would, so {hits} is "
+        f"{'weak' if weak else 'clear'} evidence."
     )
     above = ok[pd.to_numeric(ok["dtc_adv"]) > pd.to_numeric(ok["adv"])]
     text += (
