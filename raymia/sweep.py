@@ -240,11 +240,18 @@ def _make_callback(out_dir: Path):
     from ray import tune
 
     class ResultsRecorder(tune.Callback):
-        """Writes each trial's row to trials.parquet the moment Tune hears of it.
+        """Writes each trial's row to trials.parquet once Tune has finished the trial.
 
-        It keeps no rows itself: Tuner.restore revives the callback pickled with the first
-        run, so every write starts from what is on disk.
+        The row arrives with the trial's result but is written at completion, after Tune has
+        told the searcher (Optuna) the trial is COMPLETE: a row on disk therefore always has a
+        finished trial in the journal and in Tune's state, and a sweep stopped in between
+        re-runs that trial instead of keeping a row whose trial Optuna still thinks RUNNING.
+        It keeps no rows across runs: Tuner.restore revives the callback pickled with the
+        first run, so every write starts from what is on disk.
         """
+
+        def __init__(self):
+            self.pending: dict[str, tuple[dict, bytes | None]] = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
@@ -252,9 +259,21 @@ def _make_callback(out_dir: Path):
             result.pop("scores_npz", None)  # keep the big bytes out of Tune's state
             row["trial_id"] = trial.trial_id
             row["node_ip"] = result.get("node_ip")
+            self.pending[trial.trial_id] = (row, blob)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            row, blob = self.pending.pop(trial.trial_id, (None, None))
+            if row is None:
+                return
             if blob is not None:
                 write_scores(out_dir, trial.trial_id, _decode_scores(blob))
             TrialsWriter(out_dir).add(row)
+
+        def __getstate__(self):
+            return {}  # results in flight belong to this run only
+
+        def __setstate__(self, state):
+            self.pending = {}
 
         def on_trial_error(self, iteration, trials, trial, **info):
             status, message = _error_status(_trial_exception(trial))
