@@ -122,6 +122,10 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
                 f"{space.path}: no mechanism has a distribution, so Optuna has nothing to "
                 "search; use --search grid or give a mechanism {uniform: [lo, hi]}"
             )
+    if settings.search == "random" and space.is_grid():
+        raise ConfigError(
+            f"{space.path}: a grid space lists its configurations; run it with --search grid"
+        )
     if settings.search == "grid" and not space.is_grid() and space.varied():
         raise ConfigError(
             f"{space.path}: --search grid needs a space with a grid: list (this one has "

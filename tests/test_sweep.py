@@ -163,6 +163,8 @@ def _listing(path: Path) -> dict[str, float]:
         (["--space", "{space}", "--gpus-per-trial", "-1"], "--gpus-per-trial -1.0"),
         (["--space", "{space}", "--objectives", "acc:maximize"], "expected name:max|min"),
         (["--space", "{range}"], "is out of range"),
+        (["--space", "{grid}", "--search", "random"], "run it with --search grid"),
+        (["--space", "{grid}", "--search", "optuna"], "run it with --search grid"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_dir_alone(args, expected, tmp_path, capsys):
@@ -171,6 +173,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_dir_alone(args, expected, tmp_p
         "malformed": "mechanisms: [oops\n",
         "unknown": "mechanisms:\n  labl_smoothing: {uniform: [0, 0.1]}\n",
         "range": "mechanisms:\n  label_smoothing: {uniform: [0, 1.5]}\n",
+        "grid": "grid:\n  - {}\n  - {dropout: 0.1}\n",
     }
     for name, text in spaces.items():
         (tmp_path / f"{name}.yaml").write_text(text)
