@@ -112,14 +112,43 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: _json_safe(v) for k, v in row.items()}))
         return 0
-    shown = [k for k in row if k.endswith(("_acc", "_adv", "_auc", "_epsilon", "seconds"))]
-    active = config.mechanisms.active()
-    print(f"dataset {row['dataset']}, seed {row['seed']}, mechanisms: {active or 'none'}")
-    for key in shown:
-        value = row[key]
-        text = "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else value
-        print(f"  {key:<28} {text}")
+    print(format_row(row, config.mechanisms.active()))
     return 0
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
+    """Return a trial's result as a short human-readable report."""
+    lines = [
+        f"dataset {row['dataset']}, seed {row['seed']}, mechanisms: {active or 'none'}",
+        f"test_acc {_num(row['test_acc'])}   train_acc {_num(row['train_acc'])}   "
+        f"dp_epsilon {_num(row['dp_epsilon'], 2)}   epochs {row['epochs_run']}",
+        "",
+        f"{'attack':<18}{'adv':>7}  {'95% CI':<15}{'AUC':>7}{'null q95':>10}{'p':>8}"
+        f"{'calibrated':>12}",
+    ]
+    attacks = [k.removesuffix("_adv") for k in row if k.endswith("_adv") and k != "dtc_adv"]
+    for name in (a for a in attacks if f"{a}_auc" in row):
+        lo, hi = row.get(f"{name}_adv_lo"), row.get(f"{name}_adv_hi")
+        ci = f"[{_num(lo, 2)}, {_num(hi, 2)}]" if lo is not None else "n/a"
+        lines.append(
+            f"{name:<18}{_num(row[f'{name}_adv']):>7}  {ci:<15}{_num(row[f'{name}_auc']):>7}"
+            f"{_num(row.get(f'{name}_adv_null_q95')):>10}{_num(row.get(f'{name}_adv_p')):>8}"
+            f"{_num(row.get(f'{name}_adv_calibrated')):>12}"
+        )
+    lines.append(f"{'loss (Yeom)':<18}{_num(row.get('loss_yeom_adv')):>7}")
+    lines.append(f"best attack advantage (adv): {_num(row.get('adv'))}")
+    if "dtc_auc" in row:
+        lines.append(
+            f"DtC: auc {_num(row['dtc_auc'])}, adv {_num(row['dtc_adv'])}, median member "
+            f"{_num(row['dtc_median_member'])} / non-member {_num(row['dtc_median_non_member'])}"
+            f", censored {_num(row['dtc_censored'])}"
+        )
+    lines.append(f"train {row['train_seconds']:.1f} s, measure {row['measure_seconds']:.1f} s")
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,3 +84,43 @@ def test_bad_input_from_the_console_has_no_traceback():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "cannot combine" in proc.stderr
+
+
+def test_human_report_lists_every_attack_and_dtc():
+    from raymia.cli import format_row
+
+    row = {
+        "dataset": "digits",
+        "seed": 0,
+        "test_acc": 0.98,
+        "train_acc": 1.0,
+        "dp_epsilon": None,
+        "epochs_run": 30,
+        "adv": 0.3,
+        "loss_yeom_adv": 0.2,
+        "dtc_auc": 0.6,
+        "dtc_adv": 0.2,
+        "dtc_median_member": 0.5,
+        "dtc_median_non_member": 0.9,
+        "dtc_censored": 0.0,
+        "dtc_tau": 0.99,
+        "train_seconds": 2.0,
+        "measure_seconds": 3.0,
+    }
+    for attack in ("loss", "merlin"):
+        row.update(
+            {
+                f"{attack}_adv": 0.3,
+                f"{attack}_adv_lo": 0.2,
+                f"{attack}_adv_hi": 0.4,
+                f"{attack}_auc": 0.7,
+                f"{attack}_adv_null_q95": 0.1,
+                f"{attack}_adv_p": 0.005,
+                f"{attack}_adv_calibrated": 0.25,
+            }
+        )
+    text = format_row(row, {"dropout": 0.3})
+    assert "mechanisms: {'dropout': 0.3}" in text
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "[0.20, 0.40]" in lines["loss"] and "0.005" in lines["merlin"]
+    assert "best attack advantage (adv): 0.300" in text and "DtC: auc 0.600" in text
