@@ -121,6 +121,6 @@ def test_human_report_lists_every_attack_and_dtc():
         )
     text = format_row(row, {"dropout": 0.3})
     assert "mechanisms: {'dropout': 0.3}" in text
-    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    lines = {line.split()[0]: line for line in reversed(text.splitlines()) if line.strip()}
     assert "[0.20, 0.40]" in lines["loss"] and "0.005" in lines["merlin"]
     assert "best attack advantage (adv): 0.300" in text and "DtC: auc 0.600" in text
