@@ -190,15 +190,6 @@ def trainable(params: dict[str, Any], pool: Any = None) -> None:
 
 # --- the driver side ------------------------------------------------------------------------
 
-_TUNE_KEYS = set(
-    (
-        "training_iteration time_total_s episodes_total timesteps_total hostname pid "
-        "time_this_iter_s timestamp date time_since_restore timesteps_since_restore "
-        "iterations_since_restore config checkpoint_dir_name done trial_id experiment_tag "
-        "should_checkpoint experiment_id"
-    ).split()
-)
-
 
 def _error_status(error: BaseException | None) -> tuple[str, str]:
     """Return (status, one-line message) for a trial's exception."""
@@ -242,6 +233,16 @@ def _config_columns(params: dict[str, Any]) -> dict[str, Any]:
 
 def _make_callback(out_dir: Path):
     from ray import tune
+    from ray.tune.result import AUTO_RESULT_KEYS
+
+    # Tune's own bookkeeping in every result; the rest is the trial's row
+    tune_keys = set(AUTO_RESULT_KEYS) | {
+        "done",
+        "trial_id",
+        "experiment_tag",
+        "should_checkpoint",
+        "experiment_id",
+    }
 
     class ResultsRecorder(tune.Callback):
         """Writes each trial's row to trials.parquet once Tune has finished the trial.
@@ -258,7 +259,7 @@ def _make_callback(out_dir: Path):
             self.pending: dict[str, tuple[dict, bytes | None]] = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            row = {k: v for k, v in result.items() if k not in _TUNE_KEYS}
+            row = {k: v for k, v in result.items() if k not in tune_keys}
             blob = row.pop("scores_npz", None)
             result.pop("scores_npz", None)  # keep the big bytes out of Tune's state
             row["trial_id"] = trial.trial_id
@@ -395,11 +396,11 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     space = load_space(settings.space)
     check_settings(settings, space)
     out_dir = Path(settings.out).resolve()
-    if resume:
-        # a damaged trials.parquet or journal fails here, naming the file, before Ray starts
-        rows = TrialsWriter(out_dir).rows
-        if settings.search == "optuna":
-            check_journal(out_dir, finished_rows=len(rows))
+    # a damaged trials.parquet (or, on resume, journal) fails here, naming the file, before
+    # Ray starts or anything is written
+    rows = TrialsWriter(out_dir).rows
+    if resume and settings.search == "optuna":
+        check_journal(out_dir, finished_rows=len(rows))
     if not resume and (out_dir / SETTINGS_FILE).exists():
         raise ConfigError(
             f"--out {out_dir}: already holds a sweep; continue it with --resume {out_dir} "
@@ -436,7 +437,6 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_settings(settings, out_dir)
-    TrialsWriter(out_dir)  # fails now, not mid-sweep, on an unreadable trials.parquet
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
     run_config = tune.RunConfig(

@@ -192,3 +192,15 @@ def test_damaged_files_are_named_on_resume_never_read_as_empty(
     err = capsys.readouterr().err
     assert err.startswith("raymia: error: ") and expected in err and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_damaged_trials_parquet_in_a_fresh_out_dir_is_refused_before_writing(
+    space, tmp_path, capsys
+):
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / "trials.parquet").write_bytes(b"\x00garbage" * 10)
+    assert main(["sweep", "--space", str(space), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "trials.parquet: not a readable Parquet file" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["trials.parquet"]  # no sweep.json
