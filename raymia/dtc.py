@@ -14,6 +14,7 @@ reference and the benchmark baseline.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -44,6 +45,9 @@ Norm = Literal["l2", "linf"]
 DEFAULT_EPS_MAX: dict[str, float] = {"l2": 8.0, "linf": 1.0}
 
 ArrayLike = np.ndarray | torch.Tensor
+
+# Batched PGD keeps its batch size a multiple of this (see _rows_to_keep).
+_ROW_BUCKET = 32
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,8 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
     is step (1). The input gradient at d = 0 is the same for every radius, so the bisection
     rounds reuse the one from that run instead of recomputing it.
 
-    The model runs in eval mode (previous modes restored); no parameter gradients are made.
+    The work runs on a frozen eval-mode copy of the model, laid out for fast batched input
+    gradients (see :func:`_for_input_gradients`); the caller's model is not touched.
 
     Returns:
         A :class:`DtcResult` with one distance and one censored flag per sample.
@@ -204,6 +209,7 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
     if n == 0:
         return DtcResult(distance, censored)
 
+    model, xt = _for_input_gradients(model, xt)
     with eval_mode(model, freeze=True):
         radii = np.full(n, eps_max, dtype=np.float64)
         reached_at, grad0 = _pgd_batched(model, xt, yt, radii, tau, options)
@@ -296,6 +302,56 @@ def summarize_dtc(member: DtcResult, non_member: DtcResult) -> dict[str, float]:
 # --- internals ---------------------------------------------------------------------------------
 
 
+def _for_input_gradients(model: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """Return a copy of the model and the inputs, laid out for batched input gradients.
+
+    Results are the same as with the model as given; only the speed differs:
+    - image batches (4-d) go channels-last: on a large batch of small feature maps the
+      channels-last convolution and pooling kernels are faster than NCHW ones on CPU. A Flatten
+      would hand its gradient back in NCHW order, which pushes every backward kernel before it
+      onto a slow mixed-layout path, so its gradient is turned channels-last too;
+    - a ReLU whose input nobody else reads (see :func:`_inplace_safe_relus`) works in place,
+      saving a full-size allocation per layer and step.
+    Measured with benchmarks/dtc_speed.py on 2 CPU cores: each of the three gains 10-20%.
+    """
+    fast = copy.deepcopy(model)
+    for relu in _inplace_safe_relus(fast):
+        relu.inplace = True
+    if x.dim() != 4:
+        return fast, x
+    fast = fast.to(memory_format=torch.channels_last)
+    for module in fast.modules():
+        if isinstance(module, nn.Flatten):
+            module.register_forward_pre_hook(_channels_last_gradient)
+    return fast, x.contiguous(memory_format=torch.channels_last)
+
+
+# Layers whose backward reads their input, not their output, so a ReLU may overwrite the output.
+_INPUT_SAVING = (nn.Conv2d, nn.Linear, nn.Identity, nn.BatchNorm2d, nn.GroupNorm, nn.MaxPool2d)
+
+
+def _inplace_safe_relus(model: nn.Module) -> list[nn.ReLU]:
+    """Return the ReLUs that may run in place: inside a Sequential, right after a layer from
+    ``_INPUT_SAVING`` (in a Sequential that layer's output feeds the ReLU and nothing else)."""
+    found = []
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            layers = list(seq)
+            found += [
+                b
+                for a, b in zip(layers, layers[1:], strict=False)
+                if isinstance(b, nn.ReLU) and isinstance(a, _INPUT_SAVING)
+            ]
+    return found
+
+
+def _channels_last_gradient(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    """Forward pre-hook: make the gradient flowing back into a 4-d input channels-last."""
+    (inp,) = args
+    if inp.requires_grad and inp.dim() == 4:
+        inp.register_hook(lambda g: g.contiguous(memory_format=torch.channels_last))
+
+
 def _pgd_batched(
     model: nn.Module,
     x: torch.Tensor,
@@ -325,6 +381,8 @@ def _pgd_batched(
         xa, ya, eps = x[start:stop], y[start:stop], eps_all[start:stop]
         alpha = _step_sizes(eps, options)
         d = torch.zeros_like(xa)
+        # Rows still searching; finished rows may stay in the tensors as padding (see below).
+        live = torch.ones(stop - start, dtype=torch.bool, device=x.device)
         first = 0
         if grad0 is not None:
             d, first = _ascent_step(d, grad0[start:stop], alpha, eps, options.norm), 1
@@ -334,23 +392,44 @@ def _pgd_batched(
             with torch.enable_grad():  # also when the caller runs under no_grad
                 log_p = _true_class_log_prob(model(inp), ya)
                 # The forward that feeds the gradient also gives the confidence check.
-                reached = _reached(log_p.detach(), tau)
+                done = _reached(log_p.detach(), tau) & live
                 if last:
-                    reached_at[idx[reached]] = step
+                    reached_at[idx[done]] = step
                     break
                 (grad,) = torch.autograd.grad(log_p.sum(), inp)
             if step == 0 and grad0 is None:
                 grad0_out[start:stop] = grad
-            if bool(reached.any()):
-                reached_at[idx[reached]] = step
-                # Drop finished samples from the tensors so they stop costing forward/backward.
-                keep = ~reached
-                if not bool(keep.any()):
+            if bool(done.any()):
+                reached_at[idx[done]] = step
+                live = live & ~done
+                keep = _rows_to_keep(live)
+                if keep is None:
                     break
-                idx, xa, ya, eps, alpha = idx[keep], xa[keep], ya[keep], eps[keep], alpha[keep]
-                d, grad = d[keep], grad[keep]
+                if keep.shape[0] < live.shape[0]:
+                    # Drop finished samples so they stop costing forward/backward passes.
+                    idx, xa, ya, eps, alpha = idx[keep], xa[keep], ya[keep], eps[keep], alpha[keep]
+                    d, grad, live = d[keep], grad[keep], live[keep]
             d = _ascent_step(d, grad, alpha, eps, options.norm)
     return reached_at.cpu().numpy(), grad0_out
+
+
+def _rows_to_keep(live: torch.Tensor) -> torch.Tensor | None:
+    """Return the row indices to keep after some samples finished, or None when all did.
+
+    The kept row count is the live count rounded up to a multiple of ``_ROW_BUCKET``, padded
+    with finished rows (whose results are no longer read). Shrinking to the exact live count
+    would give nearly every PGD step a new batch size, and each new shape makes the convolution
+    backend build new kernels (on CPU about as costly as the step itself); buckets bound the
+    shapes to batch_size / _ROW_BUCKET per chunk for at most _ROW_BUCKET - 1 padding rows.
+    """
+    n_live = int(live.sum())
+    if n_live == 0:
+        return None
+    rows = min(live.shape[0], -(-n_live // _ROW_BUCKET) * _ROW_BUCKET)
+    if rows == live.shape[0]:
+        return torch.arange(rows, device=live.device)
+    padding = torch.nonzero(~live).view(-1)[: rows - n_live]
+    return torch.sort(torch.cat([torch.nonzero(live).view(-1), padding])).values
 
 
 def _pgd_one(

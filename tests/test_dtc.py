@@ -203,3 +203,50 @@ def test_members_closer_on_memorizing_model(digits):
     )
     assert s["dtc_auc"] > 0.7
     assert s["dtc_median_member"] < s["dtc_median_non_member"]
+
+
+@pytest.fixture(scope="module")
+def cnn_and_images(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    # raymia's own image model (the batched path lays image batches out channels-last and runs
+    # its ReLUs in place), fitted briefly so that confidences spread out.
+    from raymia.models import SmallCNN
+
+    x, y = digits
+    images = x.reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    model = SmallCNN(channels=1, num_classes=10, width=8, image_size=8).double()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt, yt = torch.as_tensor(images[:300]), torch.as_tensor(y[:300])
+    for _ in range(30):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model.eval(), images[1000:1045], y[1000:1045]
+
+
+def test_batched_equals_reference_on_image_model(cnn_and_images):
+    model, x, y = cnn_and_images
+    # 45 samples in one chunk: as they finish the batch shrinks to 32 rows padded with finished
+    # ones, whose later steps must not change any result.
+    opts = DtcOptions(batch_size=64, bisection_steps=12, pgd_steps=8)
+    tau = float(np.quantile(true_class_confidence(model, x, y), 0.9))
+    batched = dtc(model, x, y, tau, opts)
+    ref = dtc_reference(model, x, y, tau, opts)
+    assert np.allclose(batched.distance, ref.distance, rtol=0.0, atol=1e-12)
+    np.testing.assert_array_equal(batched.censored, ref.censored)
+    assert np.sum((batched.distance > 0) & ~batched.censored) > 32
+
+
+def test_caller_model_keeps_its_layout(cnn_and_images):
+    model, x, y = cnn_and_images
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dtc(model, x[:10], y[:10], 0.99, DtcOptions(**FAST))
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert relus and not any(m.inplace for m in relus)
+    for name, value in model.state_dict().items():
+        assert value.is_contiguous(), name  # not turned channels-last
+        assert torch.equal(value, before[name]), name
+    assert all(not m._forward_pre_hooks for m in model.modules())
