@@ -9,13 +9,24 @@ the final hypervolume of each (reference: accuracy 0, advantages 1), and the tri
 ratio last (target >= 1.0 at an equal or better hypervolume). The trial is the default digits
 trial; `--trial light` uses the benchmarks' light one.
 
+Left alone, Optuna's `n_jobs=2` would search other configurations than raymia and the
+hypervolumes would differ by the luck of the draw: it reseeds the sampler from OS entropy for
+every trial (so the seed means nothing), and its two threads' `suggest_*` calls interleave on
+the sampler's one random stream. The Optuna side therefore keeps its seed (a sampler whose
+`reseed_rng` does nothing) and takes each trial's four suggestions under a lock (microseconds;
+nothing else waits on it), so each trial draws one consecutive block of the stream, as
+raymia's searcher does. Neither touches how fast Optuna runs trials; both make the two runs
+search the same configurations, so the comparison is of the tools, not of the draws.
+
     python benchmarks/vs_optuna.py [--trials 16] [--trial default|light]
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import optuna
@@ -27,36 +38,71 @@ from raymia.sweep import SweepSettings, run_sweep
 from raymia.trial import run_trial
 
 OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
+NAMES = ["augment", "dropout", "label_smoothing", "weight_decay"]
 
 
-def optuna_alone(n: int, seed: int, settings: dict) -> tuple[float, np.ndarray, list]:
+def _key(params: dict) -> tuple:
+    """A configuration as a hashable key, rounded so both tools' floats compare equal."""
+    return tuple((k, round(float(params[k]), 9)) for k in sorted(params))
+
+
+def _mechanisms(key: tuple) -> dict:
+    return {k.split("/", 1)[1]: (int(v) if k.endswith("augment") else v) for k, v in key}
+
+
+@dataclass
+class Run:
+    """One tool's run: throughput, the objective values found, what it searched, and where the
+    time went (mean seconds per trial; seconds from the call to the first trial's start)."""
+
+    rate: float
+    results: dict[tuple, tuple[float, float, float]]  # configuration -> objective values
+    trial_s: float
+    first_start_s: float
+
+    @property
+    def points(self) -> np.ndarray:
+        return np.array(list(self.results.values()), dtype=float)
+
+
+class SeededNSGAII(optuna.samplers.NSGAIISampler):
+    """NSGA-II that keeps its seed under `n_jobs` (Optuna reseeds it per trial otherwise)."""
+
+    def reseed_rng(self) -> None:
+        pass
+
+
+def optuna_alone(n: int, seed: int, settings: dict) -> Run:
     pool = load_pool("digits")
+    draws = threading.Lock()
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
         # the names and order raymia's Tune space gives Optuna, so the draws match
-        mechanisms = {
-            "augment": trial.suggest_int("mechanisms/augment", 0, 1),
-            "dropout": trial.suggest_float("mechanisms/dropout", 0.0, 0.5),
-            "label_smoothing": trial.suggest_float("mechanisms/label_smoothing", 0.0, 0.3),
-            "weight_decay": trial.suggest_float("mechanisms/weight_decay", 1e-5, 0.1, log=True),
-        }
+        with draws:
+            mechanisms = {
+                "augment": trial.suggest_int("mechanisms/augment", 0, 1),
+                "dropout": trial.suggest_float("mechanisms/dropout", 0.0, 0.5),
+                "label_smoothing": trial.suggest_float("mechanisms/label_smoothing", 0.0, 0.3),
+                "weight_decay": trial.suggest_float("mechanisms/weight_decay", 1e-5, 0.1, log=True),
+            }
         row = run_trial({**settings, "mechanisms": mechanisms}, pool, threads=1)
         return row["test_acc"], row["adv"], row["dtc_adv"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         directions=["maximize", "minimize", "minimize"],
-        sampler=optuna.samplers.NSGAIISampler(seed=seed),
+        sampler=SeededNSGAII(seed=seed),
     )
-    started = time.perf_counter()
+    called = time.time()
     study.optimize(objective, n_trials=n, n_jobs=2)
-    elapsed = time.perf_counter() - started
-    points = np.array([t.values for t in study.trials if t.values is not None])
-    configs = sorted(tuple(sorted(t.params.items())) for t in study.trials)
-    return n / elapsed * 60, points, configs
+    elapsed = time.time() - called
+    results = {_key(t.params): tuple(t.values) for t in study.trials if t.values is not None}
+    first = min(t.datetime_start.timestamp() for t in study.trials) - called
+    trial_s = float(np.mean([t.duration.total_seconds() for t in study.trials]))
+    return Run(n / elapsed * 60, results, trial_s, first)
 
 
-def raymia_sweep(n: int, seed: int, trial: dict) -> tuple[float, np.ndarray, list]:
+def raymia_sweep(n: int, seed: int, trial: dict) -> Run:
     with scratch() as tmp:
         settings = SweepSettings(
             space=str(write_search_space(tmp / "space.yaml", trial)),
@@ -67,15 +113,17 @@ def raymia_sweep(n: int, seed: int, trial: dict) -> tuple[float, np.ndarray, lis
             max_concurrent=2,
             sampler_seed=seed,
         )
-        started = time.perf_counter()
+        called = time.time()
         df = run_sweep(settings)
-        elapsed = time.perf_counter() - started
+        elapsed = time.time() - called
     ok = df[df["status"] == "ok"]
-    names = ["augment", "dropout", "label_smoothing", "weight_decay"]
-    configs = sorted(
-        tuple(sorted((f"mechanisms/{k}", r[k]) for k in names)) for r in df.to_dict("records")
-    )
-    return n / elapsed * 60, ok[["test_acc", "adv", "dtc_adv"]].to_numpy(float), configs
+    results = {
+        _key({f"mechanisms/{k}": r[k] for k in NAMES}): (r["test_acc"], r["adv"], r["dtc_adv"])
+        for r in ok.to_dict("records")
+    }
+    trial_s = float((ok["finished_at"] - ok["started_at"]).mean())
+    first = float(ok["started_at"].min()) - called
+    return Run(n / elapsed * 60, results, trial_s, first)
 
 
 def main() -> None:
@@ -83,25 +131,45 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trial", choices=["default", "light"], default="default")
+    parser.add_argument("--recheck", type=int, default=2, help="trials re-run alone to compare")
     args = parser.parse_args()
     trial = TRIAL if args.trial == "light" else {"dataset": "digits"}
     objectives = parse_objectives(OBJECTIVES)
     directions = [o.direction for o in objectives]
     reference = default_reference(objectives)
 
-    optuna_rate, optuna_points, optuna_configs = optuna_alone(args.trials, args.seed, trial)
-    raymia_rate, raymia_points, raymia_configs = raymia_sweep(args.trials, args.seed, trial)
-    same = len(optuna_configs) == len(raymia_configs) and all(
-        a[0] == b[0] and np.allclose([v for _, v in a], [v for _, v in b])
-        for a, b in zip(optuna_configs, raymia_configs, strict=True)
-    )
-    print(f"same configurations drawn by both: {same}")
-    optuna_hv = hypervolume(optuna_points, directions, reference)
-    raymia_hv = hypervolume(raymia_points, directions, reference)
-    print(f"Optuna alone (n_jobs=2): {optuna_rate:.1f} trials/min, hypervolume {optuna_hv:.4f}")
-    print(f"raymia sweep (2 at once): {raymia_rate:.1f} trials/min, hypervolume {raymia_hv:.4f}")
+    optuna_run = optuna_alone(args.trials, args.seed, trial)
+    raymia_run = raymia_sweep(args.trials, args.seed, trial)
+    same = set(optuna_run.results) == set(raymia_run.results)
+    print(f"same configurations searched by both: {same}")
+    hv = {}
+    for name, run in [
+        ("Optuna alone (n_jobs=2)", optuna_run),
+        ("raymia sweep (2 at once)", raymia_run),
+    ]:
+        hv[name] = hypervolume(run.points, directions, reference)
+        print(
+            f"{name}: {run.rate:.1f} trials/min, hypervolume {hv[name]:.4f}; "
+            f"{run.trial_s:.1f} s per trial, first trial started after {run.first_start_s:.1f} s"
+        )
+    optuna_hv, raymia_hv = hv.values()
+    if same:
+        # Which tool's rows are the trials' own? Re-run a few configurations one at a time in
+        # this process (nothing else running) and compare.
+        pool = load_pool("digits")
+        keys = sorted(raymia_run.results)[: args.recheck]
+        agree = {"Optuna": 0, "raymia": 0}
+        for key in keys:
+            row = run_trial({**trial, "mechanisms": _mechanisms(key)}, pool, threads=1)
+            alone = (row["test_acc"], row["adv"], row["dtc_adv"])
+            agree["Optuna"] += bool(np.allclose(optuna_run.results[key], alone))
+            agree["raymia"] += bool(np.allclose(raymia_run.results[key], alone))
+        print(
+            f"rows equal to the same trial re-run alone, of {len(keys)}: "
+            f"Optuna {agree['Optuna']}, raymia {agree['raymia']}"
+        )
     print(f"hypervolume ratio (raymia / Optuna): {raymia_hv / optuna_hv:.3f}")
-    print(f"trials/minute ratio (raymia / Optuna alone): {raymia_rate / optuna_rate:.2f}x")
+    print(f"trials/minute ratio (raymia / Optuna alone): {raymia_run.rate / optuna_run.rate:.2f}x")
 
 
 if __name__ == "__main__":
