@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,3 +69,16 @@ def test_non_finite_loss_raises_diverged(digits):
     poisoned = type(subset)(x, subset.y, subset.indices)
     with pytest.raises(TrainingDiverged, match="loss became nan"):
         train_model(config, digits.info, poisoned)
+
+
+def test_versions_read_without_importing_the_libraries():
+    # A fresh trial worker pays for every import; versions come from package metadata.
+    code = (
+        "import sys; from raymia.trial import versions; v = versions(); "
+        "print(v['optuna_version'], v['opacus_version'], 'opacus' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    optuna_version, opacus_version, imported = done.stdout.split()
+    assert optuna_version == importlib.metadata.version("optuna")
+    assert opacus_version == importlib.metadata.version("opacus")
+    assert imported == "False"
