@@ -3,10 +3,16 @@
 Grey 8x8 and 28x28 images get a small CNN; 32x32 colour images a VGG-style CNN. Both take a
 dropout rate and a normalization choice: BatchNorm normally, GroupNorm for DP-SGD, whose
 per-sample gradients BatchNorm's batch statistics would break.
+
+A model's randomness (initial weights, dropout masks) comes from generators the trial seeds,
+never from torch's process-wide generator: trials that share a process, one after another on a
+reused worker or side by side in threads, would otherwise draw from one stream and get results
+that depend on what else ran.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -23,6 +29,53 @@ def _norm(kind: Norm, channels: int) -> nn.Module:
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     return nn.Identity()
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout that draws its masks from `generator` when one is set (see the module doc).
+
+    Set the generator with :func:`use_generator` once the model is on its device; without one
+    it behaves exactly as nn.Dropout.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return x with each element zeroed with probability p and the rest scaled by 1/(1-p)
+        in train mode; x itself in eval mode or at p = 0."""
+        if not self.training or self.p == 0.0 or self.generator is None:
+            return super().forward(x)
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep / (1.0 - self.p)
+
+
+def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Draw every Conv2d and Linear layer's parameters afresh from `generator` (a CPU one).
+
+    The draws follow torch's default initialization (kaiming-uniform weights with a = sqrt(5),
+    biases uniform in +-1/sqrt(fan_in)), so a model is initialized as torch would, from the
+    trial's seed alone. Normalization layers start at ones and zeros either way.
+
+    Returns:
+        The same model, for chaining.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+    return model
+
+
+def use_generator(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Make every raymia Dropout in the model draw its masks from `generator` (on the model's
+    device). Returns the same model."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.generator = generator
+    return model
 
 
 def _conv(c_in: int, c_out: int, norm: Norm) -> list[nn.Module]:
@@ -57,10 +110,10 @@ class SmallCNN(nn.Module):
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(wide * 16, 128),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(128, num_classes),
         )
 
@@ -80,7 +133,7 @@ class VGGStyle(nn.Module):
             layers += _conv(c_in, width, norm) + _conv(width, width, norm) + [nn.MaxPool2d(2)]
             c_in = width
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(256, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(256, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits (N, num_classes)."""
@@ -88,7 +141,8 @@ class VGGStyle(nn.Module):
 
 
 def build_model(info: DatasetInfo, dropout: float = 0.0, norm: Norm = "batch") -> nn.Module:
-    """Return a freshly initialized model for the data set (seed torch before calling)."""
+    """Return a model for the data set, initialized from torch's process-wide generator
+    (a trial re-draws it from its own with :func:`init_parameters`)."""
     if info.channels == 3:
         return VGGStyle(info.channels, info.num_classes, dropout=dropout, norm=norm)
     # 8x8 digits need far fewer channels than 28x28 images; width drives every trial's cost.

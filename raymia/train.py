@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from .config import Mechanisms, TrialConfig
 from .data import DatasetInfo, Split
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
-from .models import build_model
+from .models import build_model, init_parameters, use_generator
 
 
 class TrainingDiverged(RuntimeError):
@@ -117,6 +117,7 @@ def train_model(
         members=members,
         reference=reference,
         validation=validation,
+        seed=seed,
     )
     context.train_plain = lambda: (
         train_model(
@@ -131,7 +132,6 @@ def train_model(
     for m in using("prepare"):
         m.prepare()
 
-    torch.manual_seed(seed)
     model_options: dict = {}
     optimizer_options: dict = {}
     for m in using("model"):
@@ -141,7 +141,10 @@ def train_model(
     model = build_model(info, **model_options)
     for m in using("model"):
         model = m.fix_model(model)
+    # The model's own randomness from the trial's seed, not torch's shared generator.
+    init_parameters(model, context.seeded("weights", device="cpu"))
     model = model.to(device)
+    use_generator(model, context.seeded("dropout"))
     optimizer = _optimizer(config, model, optimizer_options)
     loader: DataLoader = DataLoader(
         TensorDataset(members.x, members.y),

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from raymia.data import DATASETS
-from raymia.models import build_model
+from raymia.models import Dropout, build_model, init_parameters, use_generator
 
 
 @pytest.mark.parametrize("name", list(DATASETS))
@@ -51,3 +51,31 @@ def test_fusing_batch_norm_keeps_the_function():
     with torch.no_grad():
         assert torch.allclose(model(x), fused(x), atol=1e-5)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+
+
+@pytest.mark.parametrize("name", ["digits", "cifar10"])
+def test_init_parameters_draws_torchs_default_init_from_a_generator(name):
+    # Known answer: the same draws, in the same order, as torch's own init after manual_seed.
+    torch.manual_seed(5)
+    expected = build_model(DATASETS[name], dropout=0.2)
+    torch.manual_seed(123)  # whatever the shared generator holds must not matter
+    model = init_parameters(
+        build_model(DATASETS[name], dropout=0.2), torch.Generator().manual_seed(5)
+    )
+    for (key, a), b in zip(expected.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+def test_dropout_masks_come_from_its_generator():
+    layer = Dropout(0.5).train()
+    x = torch.ones(4, 1000)
+    masks = []
+    for _ in range(2):
+        use_generator(nn.Sequential(layer), torch.Generator().manual_seed(7))
+        torch.manual_seed(len(masks))  # the shared generator differs each time
+        masks.append(layer(x))
+    assert torch.equal(masks[0], masks[1])
+    kept = masks[0] != 0
+    assert 0.45 < kept.float().mean() < 0.55
+    assert torch.all(masks[0][kept] == 2.0)  # survivors scaled by 1 / (1 - p)
+    assert torch.equal(layer.eval()(x), x)

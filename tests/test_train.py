@@ -4,6 +4,7 @@ import importlib.metadata
 import math
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -82,3 +83,29 @@ def test_versions_read_without_importing_the_libraries():
     assert optuna_version == importlib.metadata.version("optuna")
     assert opacus_version == importlib.metadata.version("opacus")
     assert imported == "False"
+
+
+@pytest.mark.slow
+def test_trials_in_threads_give_the_same_rows_as_alone(fast):
+    # Trials sharing a process (Optuna's n_jobs threads, a reused worker) must not share
+    # randomness: weights, dropout masks, the adversary's model and DP noise are the trial's own.
+    base = {**fast, "epochs": 4}
+    configs = [
+        {**base, "mechanisms": {"dropout": 0.3, "adv_reg": 1.0, "augment": 1, "mixup": 0.2}},
+        {**base, "mechanisms": {"dp_noise": 1.0, "dropout": 0.2}},
+    ]
+
+    def key(row: dict) -> dict:
+        scores = row.pop("scores")
+        drop = {"train_seconds", "measure_seconds"}
+        return {**{k: v for k, v in row.items() if k not in drop}, "scores": scores}
+
+    alone = [key(run_trial(c)) for c in configs]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = [key(r) for r in pool.map(run_trial, configs + configs[::-1])]
+    for expected, got in zip(alone + alone[::-1], together, strict=True):
+        for name, values in expected["scores"].items():
+            assert np.array_equal(values, got["scores"][name]), name
+        assert {k: v for k, v in got.items() if k != "scores"} == {
+            k: v for k, v in expected.items() if k != "scores"
+        }

@@ -14,6 +14,7 @@ Hooks (the loop in `raymia.train` knows these, never the mechanisms themselves):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -79,6 +80,18 @@ class TrainContext:
     # Trains a plain model (no mechanisms) on the members; set by the training loop.
     train_plain: Callable[[], nn.Module] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The seed `generator` and `rng` were made from; `seeded` derives more from it.
+    seed: int = 0
+
+    def seeded(self, purpose: str, device: torch.device | str | None = None) -> torch.Generator:
+        """Return a new generator for one purpose (weights, dropout, DP noise, ...).
+
+        Seeded from the trial's seed and the purpose's name, so each purpose has a stream of
+        its own that no other draw can shift; on `device` (default: the trial's device).
+        """
+        digest = hashlib.sha256(f"{self.seed}/{purpose}".encode()).digest()
+        generator = torch.Generator(device=self.device if device is None else device)
+        return generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 class Mechanism:

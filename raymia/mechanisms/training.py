@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models import init_parameters
 from .base import Batch, Mechanism
 
 # Opacus' hooks on the first layer fire with no input gradient (images never need one): benign.
@@ -96,7 +97,9 @@ class AdversarialRegularization(Mechanism):
         assert ctx.reference is not None and len(ctx.reference) > 0
         self.reference_x = ctx.reference.x.to(ctx.device)
         self.reference_y = ctx.reference.y.to(ctx.device)
-        self.inference = InferenceModel(ctx.info.num_classes).to(ctx.device)
+        self.inference = InferenceModel(ctx.info.num_classes)
+        init_parameters(self.inference, ctx.seeded("inference model weights", device="cpu"))
+        self.inference = self.inference.to(ctx.device)
         self.inference_optimizer = torch.optim.Adam(self.inference.parameters(), lr=1e-3)
 
     def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -159,6 +162,9 @@ class DPSGD(Mechanism):
                 data_loader=loader,
                 noise_multiplier=float(self.strength),
                 max_grad_norm=float(self.context.config.mechanisms.dp_clip),
+                # Poisson sampling draws from the loader's own seeded generator; the noise
+                # from this one, so neither depends on anything else in the process.
+                noise_generator=self.context.seeded("dp noise"),
             )
 
     def epsilon(self) -> float | None:
