@@ -24,8 +24,10 @@ search the same configurations, so the comparison is of the tools, not of the dr
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,21 +128,45 @@ def raymia_sweep(n: int, seed: int, trial: dict) -> Run:
     return Run(n / elapsed * 60, results, trial_s, first)
 
 
+def _pooled(runs: list[Run]) -> Run:
+    """One tool's runs as one: trials over total time, mean per-trial and start-up times, and
+    the results of the first run (every run searches the same configurations)."""
+    rate = len(runs) / sum(1.0 / r.rate for r in runs)
+    trial_s = float(np.mean([r.trial_s for r in runs]))
+    first = float(np.mean([r.first_start_s for r in runs]))
+    return Run(rate, runs[0].results, trial_s, first)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trial", choices=["default", "light"], default="default")
     parser.add_argument("--recheck", type=int, default=2, help="trials re-run alone to compare")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs of each tool, in A-B-B-A order"
+    )
     args = parser.parse_args()
     trial = TRIAL if args.trial == "light" else {"dataset": "digits"}
     objectives = parse_objectives(OBJECTIVES)
     directions = [o.direction for o in objectives]
     reference = default_reference(objectives)
 
-    optuna_run = optuna_alone(args.trials, args.seed, trial)
-    raymia_run = raymia_sweep(args.trials, args.seed, trial)
-    same = set(optuna_run.results) == set(raymia_run.results)
+    # A shared machine speeds up and slows down over minutes; alternating which tool goes
+    # first (A-B, B-A, ...) keeps a drift from favouring either. Each run gets a fresh process
+    # (as a user's script or `raymia sweep` would), so no run inherits another's warm caches.
+    runs: dict[str, list[Run]] = {"optuna": [], "raymia": []}
+    fresh = multiprocessing.get_context("spawn")
+    for repeat in range(max(1, args.repeats)):
+        order = ["optuna", "raymia"] if repeat % 2 == 0 else ["raymia", "optuna"]
+        for tool in order:
+            fn = optuna_alone if tool == "optuna" else raymia_sweep
+            with ProcessPoolExecutor(max_workers=1, mp_context=fresh) as process:
+                run = process.submit(fn, args.trials, args.seed, trial).result()
+            runs[tool].append(run)
+            print(f"run {repeat + 1}, {tool}: {run.rate:.1f} trials/min", flush=True)
+    optuna_run, raymia_run = _pooled(runs["optuna"]), _pooled(runs["raymia"])
+    same = all(set(r.results) == set(raymia_run.results) for r in runs["optuna"] + runs["raymia"])
     print(f"same configurations searched by both: {same}")
     hv = {}
     for name, run in [
@@ -151,6 +177,7 @@ def main() -> None:
         print(
             f"{name}: {run.rate:.1f} trials/min, hypervolume {hv[name]:.4f}; "
             f"{run.trial_s:.1f} s per trial, first trial started after {run.first_start_s:.1f} s"
+            f" (over {len(runs['optuna'])} runs each)"
         )
     optuna_hv, raymia_hv = hv.values()
     if same:
