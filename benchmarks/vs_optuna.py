@@ -18,7 +18,13 @@ nothing else waits on it), so each trial draws one consecutive block of the stre
 raymia's searcher does. Neither touches how fast Optuna runs trials; both make the two runs
 search the same configurations, so the comparison is of the tools, not of the draws.
 
-    python benchmarks/vs_optuna.py [--trials 16] [--trial default|light]
+Each run starts in a fresh process, and with `--repeats 2` (default) the tools go
+Optuna-raymia then raymia-Optuna, so a shared machine's drift over minutes favours neither;
+the rates pool the runs. Afterwards `--recheck` configurations are re-run alone in this
+process: a tool's row should equal its trial run alone (it did not for Optuna's threads while
+trials drew from torch's shared generator).
+
+    python benchmarks/vs_optuna.py [--trials 64] [--repeats 2] [--trial default|light]
 """
 
 from __future__ import annotations
@@ -139,7 +145,7 @@ def _pooled(runs: list[Run]) -> Run:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trial", choices=["default", "light"], default="default")
     parser.add_argument("--recheck", type=int, default=2, help="trials re-run alone to compare")
