@@ -4,10 +4,13 @@ local Ray of their own (own temp dir, shut down afterwards)."""
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -19,6 +22,34 @@ TRIAL = {
     "attacks": {"merlin_neighbours": 20, "n_bootstrap": 100, "n_permutations": 100},
     "dtc": {"max_samples": 100, "bisection_steps": 6, "pgd_steps": 10},
 }
+
+
+R = TypeVar("R")
+
+
+def alternating_runs(
+    runners: dict[str, Callable[..., R]],
+    repeats: int,
+    args: tuple,
+    describe: Callable[[R], str],
+) -> dict[str, list[R]]:
+    """Run each of two runners `repeats` times, each call in a fresh process, in A-B, B-A, ...
+    order; print one line per run (`describe` of its result) and return the results by name.
+
+    A shared machine speeds up and slows down over minutes: alternating which side goes first
+    keeps a drift from favouring either, and a fresh process per run (as a user's script or
+    `raymia sweep` would have) keeps any run from inheriting another's warm caches.
+    """
+    names = list(runners)
+    results: dict[str, list[Any]] = {name: [] for name in names}
+    fresh = multiprocessing.get_context("spawn")
+    for repeat in range(max(1, repeats)):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            with ProcessPoolExecutor(max_workers=1, mp_context=fresh) as process:
+                result = process.submit(runners[name], *args).result()
+            results[name].append(result)
+            print(f"run {repeat + 1}, {name}: {describe(result)}", flush=True)
+    return results
 
 
 def configurations(n: int, seed: int = 0) -> list[dict]:

@@ -16,12 +16,10 @@ fixed cost weighs more.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import torch
-from common import TRIAL, configurations, scratch, write_grid_space
+from common import TRIAL, alternating_runs, configurations, scratch, write_grid_space
 
 from raymia.data import load_pool
 from raymia.sweep import SweepSettings, run_sweep
@@ -67,19 +65,14 @@ def main() -> None:
     points = configurations(args.trials)
     trial = TRIAL if args.trial == "light" else {"dataset": "digits"}
 
-    times: dict[str, list[float]] = {"loop": [], "sweep": []}
-    startups = []
-    fresh = multiprocessing.get_context("spawn")
-    for repeat in range(max(1, args.repeats)):
-        order = ["loop", "sweep"] if repeat % 2 == 0 else ["sweep", "loop"]
-        for name in order:
-            fn = plain_loop if name == "loop" else sweep
-            with ProcessPoolExecutor(max_workers=1, mp_context=fresh) as process:
-                seconds, startup = process.submit(fn, points, trial, args.threads).result()
-            times[name].append(seconds)
-            if name == "sweep":
-                startups.append(startup)
-            print(f"run {repeat + 1}, {name}: {seconds:.1f} s", flush=True)
+    runs = alternating_runs(
+        {"loop": plain_loop, "sweep": sweep},
+        args.repeats,
+        (points, trial, args.threads),
+        describe=lambda result: f"{result[0]:.1f} s",
+    )
+    times = {name: [seconds for seconds, _ in results] for name, results in runs.items()}
+    startups = [startup for _, startup in runs["sweep"]]
     loop_s, sweep_s = sum(times["loop"]), sum(times["sweep"])
     print(
         f"{args.trials} {args.trial} trials x {len(times['loop'])} runs: "

@@ -30,15 +30,13 @@ trials drew from torch's shared generator).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from common import TRIAL, scratch, write_search_space
+from common import TRIAL, alternating_runs, scratch, write_search_space
 
 from raymia.data import load_pool
 from raymia.pareto import default_reference, hypervolume, parse_objectives
@@ -158,19 +156,12 @@ def main() -> None:
     directions = [o.direction for o in objectives]
     reference = default_reference(objectives)
 
-    # A shared machine speeds up and slows down over minutes; alternating which tool goes
-    # first (A-B, B-A, ...) keeps a drift from favouring either. Each run gets a fresh process
-    # (as a user's script or `raymia sweep` would), so no run inherits another's warm caches.
-    runs: dict[str, list[Run]] = {"optuna": [], "raymia": []}
-    fresh = multiprocessing.get_context("spawn")
-    for repeat in range(max(1, args.repeats)):
-        order = ["optuna", "raymia"] if repeat % 2 == 0 else ["raymia", "optuna"]
-        for tool in order:
-            fn = optuna_alone if tool == "optuna" else raymia_sweep
-            with ProcessPoolExecutor(max_workers=1, mp_context=fresh) as process:
-                run = process.submit(fn, args.trials, args.seed, trial).result()
-            runs[tool].append(run)
-            print(f"run {repeat + 1}, {tool}: {run.rate:.1f} trials/min", flush=True)
+    runs = alternating_runs(
+        {"optuna": optuna_alone, "raymia": raymia_sweep},
+        args.repeats,
+        (args.trials, args.seed, trial),
+        describe=lambda run: f"{run.rate:.1f} trials/min",
+    )
     optuna_run, raymia_run = _pooled(runs["optuna"]), _pooled(runs["raymia"])
     same = all(set(r.results) == set(raymia_run.results) for r in runs["optuna"] + runs["raymia"])
     print(f"same configurations searched by both: {same}")
