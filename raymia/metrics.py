@@ -13,29 +13,54 @@ Two threshold protocols (DESIGN.md, "Membership protocol"): *optimistic* metrics
 threshold on the evaluation scores themselves (an upper bound); the *calibrated* one applies a
 threshold chosen on reference data (:func:`best_threshold` on reference scores, then
 :func:`advantage_at_threshold`).
+
+Uncertainty:
+
+* Advantage interval (:func:`advantage_ci`): distribution-free, valid at any sample size.
+  Lower end: one-sided Dvoretzky-Kiefer-Wolfowitz bands (Massart's constant) on the member and
+  non-member score distributions hold TPR and FPR near their true values at every threshold at
+  once, so the observed best threshold's true TPR - FPR (a lower bound on the true advantage)
+  is at least ``adv_hat - eps_members - eps_non_members``. Upper end: the true best threshold
+  is fixed, so Hoeffding's inequality at that one threshold bounds how far the observed
+  advantage can fall below the truth. Each end takes alpha/2; the result is clipped to [0, 1]
+  and is conservative (adv_hat - 0.132 .. adv_hat + 0.086 at 500 per side). The percentile
+  bootstrap is NOT used for the advantage: the advantage is a maximum over thresholds, its
+  bootstrap replicates are biased upward, and the percentile interval excluded a true advantage
+  of 0 in almost every no-leakage case and covered positive truths 71-84% of the time.
+* AUC interval (:func:`bootstrap_ci`): stratified percentile bootstrap (coverage 93-96%).
+* Permutation nulls: :func:`null_advantage` for one attack, :func:`null_max_advantage` for the
+  maximum over several attacks (one shared label permutation per replicate).
+* TPR at a low FPR (:func:`tpr_at_fpr`, LiRA's convention) with an exact Clopper-Pearson interval
+  (:func:`tpr_at_fpr_ci`) over the members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
     "NullResult",
     "advantage",
     "advantage_at_threshold",
+    "advantage_ci",
     "auc",
     "balanced_accuracy",
     "best_threshold",
     "bootstrap_ci",
+    "clopper_pearson",
     "null_advantage",
+    "null_max_advantage",
     "roc",
     "summarize",
     "tpr_at_fpr",
+    "tpr_at_fpr_ci",
 ]
 
 # Replicates (bootstrap or permutation) are processed in chunks of about this many scores, so
@@ -146,29 +171,161 @@ def balanced_accuracy(scores: np.ndarray, is_member: np.ndarray) -> float:
     return (1.0 + advantage(scores, is_member)) / 2.0
 
 
-def tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, fpr: float) -> float | None:
-    """Return the TPR at the highest ROC point whose FPR is <= fpr, or None if not meaningful.
+def _dkw_epsilon(n: int, alpha: float) -> float:
+    """Return eps with P(sup_t (F(t) - F_hat(t)) > eps) <= alpha for n i.i.d. samples.
 
-    The value is None when the non-members are too few for that FPR to allow a single false
-    positive, i.e. when ``n_non_members * fpr < 1`` (500 non-members: 1% is reported, 0.1% is
-    None).
+    One-sided Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant, exp(-2 n eps^2),
+    valid for any distribution (ties included) when alpha <= 1/2; the same eps bounds the other
+    side and the survival function P(score >= t).
+    """
+    return math.sqrt(math.log(1.0 / alpha) / (2.0 * n))
+
+
+def _hoeffding_epsilon(n_members: int, n_non_members: int, alpha: float) -> float:
+    """Return eps with P(TPR_hat(t) - FPR_hat(t) < TPR(t) - FPR(t) - eps) <= alpha at a fixed t.
+
+    Hoeffding's inequality on the n_members + n_non_members independent terms of the difference
+    (ranges 1/n_members and 1/n_non_members).
+    """
+    return math.sqrt(math.log(1.0 / alpha) * (1.0 / n_members + 1.0 / n_non_members) / 2.0)
+
+
+def advantage_ci(
+    scores: np.ndarray, is_member: np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Return a (low, high) confidence interval for the true advantage, valid at any sample size.
+
+    Distribution-free, no resampling and no seed; alpha = 1 - level is split evenly between the
+    two ends (the true advantage A = max over thresholds t of true TPR(t) - FPR(t)):
+
+    * low = adv_hat - eps_members - eps_non_members: one-sided DKW bands (Massart's constant,
+      alpha/4 each) bound TPR_hat - TPR and FPR - FPR_hat at every threshold at once, so the
+      observed best threshold's true gain, which is <= A, is >= adv_hat - eps_m - eps_n.
+    * high = adv_hat + eps: the threshold achieving A is fixed (unknown, not data-chosen), so
+      Hoeffding's inequality on TPR_hat - FPR_hat at that one threshold (alpha/2) gives
+      adv_hat >= A - eps with eps = sqrt(ln(2/alpha) (1/n_members + 1/n_non_members) / 2).
+
+    Clipped to [0, 1]. Conservative: at 500 per side it is adv_hat - 0.132 .. adv_hat + 0.086.
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    s, m = _prepare(scores, is_member)
+    alpha = 1.0 - level
+    n_members = int(m.sum())
+    n_non_members = m.size - n_members
+    below = _dkw_epsilon(n_members, alpha / 4.0) + _dkw_epsilon(n_non_members, alpha / 4.0)
+    above = _hoeffding_epsilon(n_members, n_non_members, alpha / 2.0)
+    adv = advantage(s, m)
+    return max(0.0, adv - below), min(1.0, adv + above)
+
+
+def _tpr_point(s: np.ndarray, m: np.ndarray, fpr: float) -> tuple[float, int, int] | None:
+    """Return (TPR, members above the threshold, n_members) at LiRA's low-FPR point, or None.
+
+    ``s``, ``m`` are already prepared. The point is the last ROC point whose FPR is strictly
+    below ``fpr``; None when ``n_non_members * fpr < 1``.
     """
     if not 0.0 <= fpr <= 1.0:
         raise ValueError(f"fpr must be in [0, 1], got {fpr}")
-    s, m = _prepare(scores, is_member)
     n_non_members = int((~m).sum())
-    # Small tolerance so that e.g. 1000 * 0.001 counts as exactly one false positive.
-    allowed_fp = np.floor(n_non_members * fpr + 1e-9)
-    if allowed_fp < 1:
+    # Tolerance so that e.g. 1000 * 0.001 is exactly one false positive (reported, and since the
+    # FPR must stay strictly below 1/1000, at zero false positives).
+    budget = n_non_members * fpr
+    if np.floor(budget + 1e-9) < 1:
         return None
     fprs, tprs, _ = roc(s, m)
     false_positives = np.rint(fprs * n_non_members)
-    return float(np.max(tprs[false_positives <= allowed_fp]))
+    # The first ROC point (predict no one) has no false positive, so the index always exists.
+    last = np.flatnonzero(false_positives < budget - 1e-9)[-1]
+    n_members = int(m.sum())
+    return float(tprs[last]), int(np.rint(tprs[last] * n_members)), n_members
+
+
+def tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, fpr: float) -> float | None:
+    """Return the TPR at the last ROC point whose FPR is strictly below fpr, or None.
+
+    This is the LiRA reference code's convention, ``tpr[np.where(fpr_curve < fpr)[0][-1]]``:
+    with 500 non-members and fpr = 1%, at most 4 false positives (not 5). It is read off the full
+    ROC curve (every distinct score a threshold); LiRA's sklearn call drops collinear points,
+    which gives the same value unless members and non-members tie at the cut, where it can skip
+    the last reachable point (a lower TPR). The value is None when
+    the non-members are too few for that FPR to allow a single false positive, i.e. when
+    ``n_non_members * fpr < 1`` (500 non-members: 1% is reported, 0.1% is None; 1000
+    non-members: 0.1% is reported, at zero false positives).
+    """
+    s, m = _prepare(scores, is_member)
+    point = _tpr_point(s, m, fpr)
+    return None if point is None else point[0]
+
+
+def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """Return the exact (Clopper-Pearson) two-sided interval (low, high) of a binomial proportion.
+
+    Beta quantiles: low = Beta(k, n - k + 1).ppf(alpha/2) (0 when k = 0), high =
+    Beta(k + 1, n - k).ppf(1 - alpha/2) (1 when k = n); the same as scipy.stats.binomtest's
+    ``proportion_ci(method="exact")``, without its root finding. E.g. 0 of 10 at 95% gives
+    (0, 0.3085).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    k, n = int(successes), int(trials)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {k} of {n}")
+    alpha = 1.0 - level
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2.0, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - alpha / 2.0, k + 1, n - k))
+    return low, high
+
+
+def tpr_at_fpr_ci(
+    scores: np.ndarray, is_member: np.ndarray, fpr: float, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Return the exact Clopper-Pearson interval (low, high) of :func:`tpr_at_fpr`, or None.
+
+    The TPR is (members above the chosen threshold) / n_members. The threshold is fixed by the
+    non-member scores alone (the FPR budget), so given the non-members the count is binomial
+    over the members and the interval covers the true TPR of the attack at that threshold. It
+    does not include the uncertainty of the threshold's own (true) FPR. None exactly when
+    :func:`tpr_at_fpr` is None.
+    """
+    s, m = _prepare(scores, is_member)
+    point = _tpr_point(s, m, fpr)
+    return None if point is None else clopper_pearson(point[1], point[2], level)
 
 
 # --------------------------------------------------------------------------------------------
 # Batched (vectorized) advantage and AUC over many label/score rows
 # --------------------------------------------------------------------------------------------
+
+
+def _batch_counts(
+    sorted_scores: np.ndarray, sorted_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (labels, true positives, group ends), all (B, n), of rows sorted by decreasing score.
+
+    ``tp[:, i]`` counts members among the first i + 1 scores; ``group_end`` marks the last
+    element of each tied group: the only positions where a threshold can cut.
+    """
+    labels = np.asarray(sorted_labels, dtype=bool)
+    b, n = labels.shape
+    x = np.broadcast_to(sorted_scores, (b, n))
+    tp = np.cumsum(labels, axis=1, dtype=np.int64)
+    group_end = np.ones((b, n), dtype=bool)
+    group_end[:, :-1] = x[:, :-1] != x[:, 1:]
+    return labels, tp, group_end
+
+
+def _advantage_from_counts(tp: np.ndarray, group_end: np.ndarray) -> np.ndarray:
+    """Return each row's advantage, max over the cut positions of TPR - FPR (at least 0)."""
+    fp = np.arange(1, tp.shape[1] + 1, dtype=np.int64) - tp
+    gain = tp / tp[:, -1:].astype(float) - fp / fp[:, -1:].astype(float)
+    return np.maximum(np.max(np.where(group_end, gain, -np.inf), axis=1), 0.0)
+
+
+def _batch_advantage(sorted_scores: np.ndarray, sorted_labels: np.ndarray) -> np.ndarray:
+    """Return the advantage of every row (as :func:`_batch_advantage_auc`, without the AUC)."""
+    _, tp, group_end = _batch_counts(sorted_scores, sorted_labels)
+    return _advantage_from_counts(tp, group_end)
 
 
 def _batch_advantage_auc(
@@ -179,20 +336,11 @@ def _batch_advantage_auc(
     ``sorted_scores`` is (B, n) or (n,) shared by all rows; ``sorted_labels`` is (B, n) bool.
     Thresholds sit only between distinct score values: a tied group is predicted all at once.
     """
-    labels = np.asarray(sorted_labels, dtype=bool)
+    labels, tp, group_end = _batch_counts(sorted_scores, sorted_labels)
     b, n = labels.shape
-    x = np.broadcast_to(sorted_scores, (b, n))
-    tp = np.cumsum(labels, axis=1, dtype=np.int64)
-    fp = np.arange(1, n + 1, dtype=np.int64) - tp
+    adv = _advantage_from_counts(tp, group_end)
     n_pos = tp[:, -1].astype(float)
-    n_neg = fp[:, -1].astype(float)
-
-    # Last element of each tied group: the only positions where a threshold can cut.
-    group_end = np.ones((b, n), dtype=bool)
-    group_end[:, :-1] = x[:, :-1] != x[:, 1:]
-
-    gain = tp / n_pos[:, None] - fp / n_neg[:, None]
-    adv = np.maximum(np.max(np.where(group_end, gain, -np.inf), axis=1), 0.0)
+    n_neg = n - n_pos
 
     # AUC (Mann-Whitney): each non-member scores (#members above + half #members tied) =
     # mean of the member counts before and at the end of its tied group.
@@ -259,24 +407,30 @@ def _check_count(name: str, value: int) -> None:
 def bootstrap_ci(
     scores: np.ndarray,
     is_member: np.ndarray,
-    statistic: Literal["advantage", "auc"],
+    statistic: Literal["auc"],
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Return the (low, high) percentile bootstrap confidence interval of the statistic.
+    """Return the (low, high) percentile bootstrap confidence interval of the AUC.
 
     Members and non-members are resampled separately (stratified), so each replicate has the
-    original class balance. The same seed gives the same resamples for both statistics.
+    original class balance. ``statistic="advantage"`` is refused: the percentile bootstrap of a
+    maximum over thresholds is biased and does not hold its level; use :func:`advantage_ci`.
     """
-    if statistic not in ("advantage", "auc"):
-        raise ValueError(f"statistic must be 'advantage' or 'auc', got {statistic!r}")
+    if statistic == "advantage":
+        raise ValueError(
+            "the percentile bootstrap of the advantage is biased (it excludes a true advantage "
+            "of 0 almost always); use advantage_ci(scores, is_member, level) instead"
+        )
+    if statistic != "auc":
+        raise ValueError(f"statistic must be 'auc', got {statistic!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _check_count("n_boot", n_boot)
     s, m = _prepare(scores, is_member)
-    advs, aucs = _bootstrap_statistics(s, m, n_boot, seed)
-    return _percentile_interval(advs if statistic == "advantage" else aucs, level)
+    _, aucs = _bootstrap_statistics(s, m, n_boot, seed)
+    return _percentile_interval(aucs, level)
 
 
 def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
@@ -296,7 +450,8 @@ class NullResult:
 
     mean: mean permuted advantage; q95: its 95th percentile; p_value:
     (1 + #permutations with advantage >= observed) / (1 + n_permutations); observed: the
-    advantage with the true labels.
+    advantage with the true labels. From :func:`null_max_advantage`, every "advantage" here is
+    the maximum over the attacks.
     """
 
     mean: float
@@ -315,19 +470,50 @@ def _permuted_labels(is_member: np.ndarray, n_permutations: int, seed: int) -> I
 def null_advantage(
     scores: np.ndarray, is_member: np.ndarray, n_permutations: int = 200, seed: int = 0
 ) -> NullResult:
-    """Return the permutation null of the advantage (see :class:`NullResult`).
+    """Return the permutation null of one attack's advantage (see :class:`NullResult`).
 
     The membership labels are shuffled n_permutations times; scores are sorted once and every
     permutation's TPR/FPR at all thresholds come from cumulative sums of its permuted labels.
+    For the maximum over several attacks use :func:`null_max_advantage`.
+    """
+    return null_max_advantage({"": scores}, is_member, n_permutations=n_permutations, seed=seed)
+
+
+def null_max_advantage(
+    scores: Mapping[str, np.ndarray],
+    is_member: np.ndarray,
+    n_permutations: int = 200,
+    seed: int = 0,
+) -> NullResult:
+    """Return the permutation null of the maximum advantage over several attacks.
+
+    ``scores`` maps attack name to its score vector, all over the same samples (one shared
+    ``is_member``). Each replicate permutes the membership labels once, recomputes every
+    attack's advantage under that same permutation, and keeps the maximum; ``observed`` is the
+    maximum of the observed advantages. This is the null for a reported "best attack"
+    advantage: a single attack's null is too small for it (the maximum of several optimistic
+    advantages is larger by chance). With one attack it equals :func:`null_advantage`.
     """
     _check_count("n_permutations", n_permutations)
-    s, m = _prepare(scores, is_member)
-    order = np.argsort(-s, kind="stable")
-    sorted_scores = s[order]
-    observed = float(_batch_advantage_auc(sorted_scores, m[order][None, :])[0][0])
+    if not scores:
+        raise ValueError("scores must hold at least one attack's score vector")
+    prepared = [_prepare(values, is_member) for values in scores.values()]
+    m = prepared[0][1]
+    orders = [np.argsort(-s, kind="stable") for s, _ in prepared]
+    sorted_scores = [s[order] for (s, _), order in zip(prepared, orders, strict=True)]
+    observed = max(
+        float(_batch_advantage(x, m[order][None, :])[0])
+        for x, order in zip(sorted_scores, orders, strict=True)
+    )
     null = np.concatenate(
         [
-            _batch_advantage_auc(sorted_scores, labels[:, order])[0]
+            np.max(
+                [
+                    _batch_advantage(x, labels[:, order])
+                    for x, order in zip(sorted_scores, orders, strict=True)
+                ],
+                axis=0,
+            )
             for labels in _permuted_labels(m, n_permutations, seed)
         ]
     )
@@ -359,21 +545,32 @@ def summarize(
 ) -> dict[str, float | None]:
     """Return one attack's result columns, named ``<prefix>_<metric>``, as Python floats/None.
 
-    Columns: adv, adv_lo, adv_hi (95% bootstrap CI), auc, auc_lo, auc_hi, bal_acc, tpr_at_1pct,
-    tpr_at_0p1pct (None when too few non-members), adv_null_q95, adv_p (permutation null), and,
-    when reference scores and labels are given, adv_calibrated (TPR - FPR at the reference's best
-    threshold; may be negative). NaN scores count as least-member. `n_boot` = 0 leaves the
-    intervals None and `n_permutations` = 0 the null columns.
+    Columns:
+
+    * adv, and adv_lo, adv_hi: 95% distribution-free DKW interval (:func:`advantage_ci`; no
+      resampling, always filled). Not a bootstrap: the percentile bootstrap of the advantage is
+      biased (it excluded a true advantage of 0 in ~98% of no-leakage cases).
+    * auc, auc_lo, auc_hi (95% stratified percentile bootstrap, `n_boot` replicates), bal_acc.
+    * tpr_at_1pct, tpr_at_0p1pct (LiRA convention: last ROC point with FPR strictly below the
+      target) with tpr_at_1pct_lo/_hi, tpr_at_0p1pct_lo/_hi (95% Clopper-Pearson over the
+      members); all None when too few non-members (``n_non_members * fpr < 1``).
+    * adv_null_q95, adv_p: this attack's permutation null (for the maximum over attacks use
+      :func:`null_max_advantage`).
+    * adv_calibrated, only when reference scores and labels are given: TPR - FPR at the
+      reference's best threshold (may be negative).
+
+    NaN scores count as least-member. `n_boot` = 0 leaves the AUC interval None and
+    `n_permutations` = 0 the null columns.
     """
     if (reference_scores is None) != (reference_is_member is None):
         raise ValueError("give both reference_scores and reference_is_member, or neither")
     s, m = _prepare(scores, is_member)
     adv = advantage(s, m)
-    # n_boot / n_permutations of 0 skip the intervals / the null (their columns are None).
-    adv_lo = adv_hi = auc_lo = auc_hi = q95 = p_value = None
+    adv_lo, adv_hi = advantage_ci(s, m, 0.95)
+    # n_boot / n_permutations of 0 skip the AUC interval / the null (their columns are None).
+    auc_lo = auc_hi = q95 = p_value = None
     if n_boot:
-        advs, aucs = _bootstrap_statistics(s, m, n_boot, seed)
-        adv_lo, adv_hi = _percentile_interval(advs, 0.95)
+        _, aucs = _bootstrap_statistics(s, m, n_boot, seed)
         auc_lo, auc_hi = _percentile_interval(aucs, 0.95)
     if n_permutations:
         null = null_advantage(s, m, n_permutations=n_permutations, seed=seed)
@@ -386,8 +583,8 @@ def summarize(
         "auc_lo": auc_lo,
         "auc_hi": auc_hi,
         "bal_acc": (1.0 + adv) / 2.0,
-        "tpr_at_1pct": tpr_at_fpr(s, m, 0.01),
-        "tpr_at_0p1pct": tpr_at_fpr(s, m, 0.001),
+        **_tpr_columns(s, m, 0.01, "tpr_at_1pct"),
+        **_tpr_columns(s, m, 0.001, "tpr_at_0p1pct"),
         "adv_null_q95": q95,
         "adv_p": p_value,
     }
@@ -395,3 +592,12 @@ def summarize(
         threshold = best_threshold(reference_scores, reference_is_member)
         out["adv_calibrated"] = advantage_at_threshold(s, m, threshold)
     return {f"{prefix}_{key}": value for key, value in out.items()}
+
+
+def _tpr_columns(s: np.ndarray, m: np.ndarray, fpr: float, key: str) -> dict[str, float | None]:
+    """Return {key, key_lo, key_hi}: TPR at fpr and its 95% Clopper-Pearson interval (or None)."""
+    point = _tpr_point(s, m, fpr)
+    if point is None:
+        return {key: None, f"{key}_lo": None, f"{key}_hi": None}
+    lo, hi = clopper_pearson(point[1], point[2], 0.95)
+    return {key: point[0], f"{key}_lo": lo, f"{key}_hi": hi}

@@ -1,9 +1,11 @@
-"""Tests for raymia.metrics: hand-computed ROC values, count rule, bootstrap and null vs loops."""
+"""Tests for raymia.metrics: hand-computed ROC values, count rule, bootstrap and null vs loops,
+and coverage / null level of the intervals and nulls on simulated scores of known truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest, norm
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from raymia import metrics
@@ -11,14 +13,18 @@ from raymia.metrics import (
     NullResult,
     advantage,
     advantage_at_threshold,
+    advantage_ci,
     auc,
     balanced_accuracy,
     best_threshold,
     bootstrap_ci,
+    clopper_pearson,
     null_advantage,
+    null_max_advantage,
     roc,
     summarize,
     tpr_at_fpr,
+    tpr_at_fpr_ci,
 )
 
 # 3 members, 3 non-members, no ties. Predicting member for score >= t:
@@ -71,8 +77,9 @@ def test_point_metrics_hand_computed() -> None:
     assert advantage_at_threshold(HAND_SCORES, HAND_MEMBER, 0.7) == pytest.approx(1 / 3)
     assert advantage_at_threshold(HAND_SCORES, HAND_MEMBER, 0.55) == pytest.approx(2 / 3)
     assert advantage_at_threshold(HAND_SCORES, HAND_MEMBER, 0.0) == 0.0
-    # 3 non-members: an FPR of 1/3 allows one false positive; 0.3 allows none.
-    assert tpr_at_fpr(HAND_SCORES, HAND_MEMBER, 1 / 3) == pytest.approx(1.0)
+    # 3 non-members: an FPR of 1/3 is reported (at FPR < 1/3, i.e. no false positive); 0.3 is
+    # not (3 * 0.3 < 1).
+    assert tpr_at_fpr(HAND_SCORES, HAND_MEMBER, 1 / 3) == pytest.approx(2 / 3)
     assert tpr_at_fpr(HAND_SCORES, HAND_MEMBER, 0.3) is None
 
 
@@ -86,9 +93,10 @@ def test_ties_hand_computed() -> None:
     assert auc(TIE_SCORES, TIE_MEMBER) == pytest.approx(11 / 18)
     assert best_threshold(TIE_SCORES, TIE_MEMBER) == 0.9
     assert advantage_at_threshold(TIE_SCORES, TIE_MEMBER, 0.5) == pytest.approx(0.0)
-    # The tied group at 0.5 cannot be split: one false positive allowed keeps TPR at 1/3.
+    # The tied group at 0.5 (two non-members) cannot be split: FPR < 2/3 stops above it.
     assert tpr_at_fpr(TIE_SCORES, TIE_MEMBER, 1 / 3) == pytest.approx(1 / 3)
-    assert tpr_at_fpr(TIE_SCORES, TIE_MEMBER, 2 / 3) == pytest.approx(2 / 3)
+    assert tpr_at_fpr(TIE_SCORES, TIE_MEMBER, 2 / 3) == pytest.approx(1 / 3)
+    assert tpr_at_fpr(TIE_SCORES, TIE_MEMBER, 0.7) == pytest.approx(2 / 3)
 
 
 def test_vectorized_kernel_matches_sklearn_with_ties_and_infinities() -> None:
@@ -120,9 +128,10 @@ def test_tpr_at_fpr_count_rule() -> None:
     at_1pct = tpr_at_fpr(scores, is_member, 0.01)
     assert at_1pct is not None and 0.0 <= at_1pct <= 1.0
     assert tpr_at_fpr(scores, is_member, 0.001) is None  # 500 * 0.1% < 1
-    # Reference value: highest TPR among ROC points with at most 5 false positives.
-    fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=False)
-    assert at_1pct == pytest.approx(tpr[np.rint(fpr * 500) <= 5].max())
+    # Reference value: LiRA's expression (at most 4 false positives, not 5).
+    fpr, tpr, _ = roc_curve(is_member, scores)
+    assert at_1pct == tpr[np.where(fpr < 0.01)[0][-1]]
+    assert at_1pct == tpr[np.rint(fpr * 500) <= 4].max()
 
     scores, is_member = _normal_split(200, 1000, shift=1.0, seed=2)
     assert tpr_at_fpr(scores, is_member, 0.001) is not None  # exactly one false positive
@@ -156,7 +165,8 @@ def test_perfect_separation() -> None:
     assert best_threshold(scores, is_member) == scores[:50].min()
     null = null_advantage(scores, is_member, n_permutations=200, seed=0)
     assert null.p_value == pytest.approx(1 / 201)
-    assert bootstrap_ci(scores, is_member, "advantage", n_boot=50) == (1.0, 1.0)
+    lo, hi = advantage_ci(scores, is_member)
+    assert hi == 1.0 and 0.5 < lo < 1.0
     assert bootstrap_ci(scores, is_member, "auc", n_boot=50) == (1.0, 1.0)
 
 
@@ -192,8 +202,6 @@ def test_bootstrap_matches_loop(chunking: None) -> None:
     np.testing.assert_allclose(vec_auc, loop_auc, atol=1e-12)
     lo, hi = bootstrap_ci(scores, is_member, "auc", n_boot=n_boot, seed=5, level=0.9)
     assert (lo, hi) == pytest.approx(tuple(np.quantile(loop_auc, [0.05, 0.95])))
-    lo, hi = bootstrap_ci(scores, is_member, "advantage", n_boot=n_boot, seed=5)
-    assert (lo, hi) == pytest.approx(tuple(np.quantile(loop_adv, [0.025, 0.975])))
 
 
 def test_bootstrap_is_stratified() -> None:
@@ -291,13 +299,24 @@ def test_summarize_columns_and_types() -> None:
             "auc_hi",
             "bal_acc",
             "tpr_at_1pct",
+            "tpr_at_1pct_lo",
+            "tpr_at_1pct_hi",
             "tpr_at_0p1pct",
+            "tpr_at_0p1pct_lo",
+            "tpr_at_0p1pct_hi",
             "adv_null_q95",
             "adv_p",
         )
     }
     assert set(row) == expected
-    assert row["merlin_tpr_at_0p1pct"] is None
+    # 500 non-members cannot support 0.1%: point and interval are None together.
+    for key in ("tpr_at_0p1pct", "tpr_at_0p1pct_lo", "tpr_at_0p1pct_hi"):
+        assert row[f"merlin_{key}"] is None
+    assert row["merlin_tpr_at_1pct_lo"] <= row["merlin_tpr_at_1pct"] <= row["merlin_tpr_at_1pct_hi"]
+    assert (row["merlin_tpr_at_1pct_lo"], row["merlin_tpr_at_1pct_hi"]) == tpr_at_fpr_ci(
+        scores, is_member, 0.01
+    )
+    assert (row["merlin_adv_lo"], row["merlin_adv_hi"]) == advantage_ci(scores, is_member)
     for key, value in row.items():
         assert value is None or type(value) is float, key
     assert row["merlin_adv_lo"] <= row["merlin_adv"] <= row["merlin_adv_hi"]
@@ -327,6 +346,13 @@ def test_nan_scores_are_least_member() -> None:
     assert null_advantage(scores, is_member, 10).observed == pytest.approx(
         advantage(finite, is_member)
     )
+    assert tpr_at_fpr(scores, is_member, 0.5) == tpr_at_fpr(finite, is_member, 0.5) == 1.0
+    assert tpr_at_fpr_ci(scores, is_member, 0.5) == tpr_at_fpr_ci(finite, is_member, 0.5)
+    assert advantage_ci(scores, is_member) == advantage_ci(finite, is_member)
+    # -NaN is still NaN, i.e. still the least-member score.
+    assert null_max_advantage({"a": scores, "b": -scores}, is_member, 10) == null_max_advantage(
+        {"a": finite, "b": np.where(np.isnan(scores), -np.inf, -scores)}, is_member, 10
+    )
 
 
 def test_invalid_inputs_raise() -> None:
@@ -338,7 +364,208 @@ def test_invalid_inputs_raise() -> None:
         roc(np.arange(3.0), np.array([0, 2, 1]))
     with pytest.raises(ValueError, match="statistic"):
         bootstrap_ci(HAND_SCORES, HAND_MEMBER, "accuracy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fpr"):
+        tpr_at_fpr(HAND_SCORES, HAND_MEMBER, 1.5)
+    with pytest.raises(ValueError, match="at least one attack"):
+        null_max_advantage({}, HAND_MEMBER)
+    with pytest.raises(ValueError, match="differ in length"):
+        null_max_advantage({"a": HAND_SCORES, "b": HAND_SCORES[:5]}, HAND_MEMBER)
     with pytest.raises(ValueError, match="both"):
         summarize(HAND_SCORES, HAND_MEMBER, prefix="x", reference_scores=HAND_SCORES)
     # 0/1 integer labels are accepted.
     assert auc(HAND_SCORES, HAND_MEMBER.astype(int)) == pytest.approx(8 / 9)
+
+
+# ------------------------------------------------------------------ advantage interval
+
+
+def _normal_batch(n: int, shift: float, reps: int, seed: int):
+    """Yield reps seeded (scores, is_member): n members ~ N(shift, 1), n non-members ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    is_member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    for _ in range(reps):
+        yield np.r_[rng.normal(shift, 1.0, n), rng.normal(0.0, 1.0, n)], is_member
+
+
+def test_advantage_ci_half_widths() -> None:
+    scores, is_member = _normal_split(500, 500, shift=0.5, seed=20)
+    adv = advantage(scores, is_member)
+    lo, hi = advantage_ci(scores, is_member)
+    # Below: two one-sided DKW bands at alpha/4; above: Hoeffding on TPR - FPR at alpha/2.
+    assert adv - lo == pytest.approx(2 * np.sqrt(np.log(4 / 0.05) / 1000), abs=1e-12)
+    assert adv - lo == pytest.approx(0.1324, abs=1e-4)
+    assert hi - adv == pytest.approx(np.sqrt(np.log(2 / 0.05) * (2 / 500) / 2), abs=1e-12)
+    assert hi - adv == pytest.approx(0.0859, abs=1e-4)
+    lo90, hi90 = advantage_ci(scores, is_member, level=0.9)
+    assert lo < lo90 < adv < hi90 < hi
+    with pytest.raises(ValueError, match="level"):
+        advantage_ci(scores, is_member, level=1.0)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5, 1.0])
+def test_advantage_ci_covers_known_truth(shift: float) -> None:
+    # N(shift, 1) vs N(0, 1): the best threshold is shift / 2, true advantage 2 Phi(shift/2) - 1.
+    truth = 2 * norm.cdf(shift / 2) - 1
+    intervals = np.array(
+        [advantage_ci(s, m) for s, m in _normal_batch(200, shift, reps=300, seed=21)]
+    )
+    lo, hi = intervals.T
+    coverage = np.mean((lo <= truth) & (truth <= hi))
+    assert coverage >= 0.9, coverage
+    if shift == 0.0:
+        assert np.mean(lo == 0.0) >= 0.9  # no leakage: the interval contains 0
+    # Not trivially wide either (at 200 per side: 0.21 below, 0.14 above before clipping).
+    assert np.mean(hi - lo) < 0.4
+
+
+def test_summarize_adv_interval_contains_zero_without_leakage() -> None:
+    # No leakage, 300 per side. The percentile bootstrap of the (optimistic, max-over-thresholds)
+    # advantage sits above 0 almost always; summarize's interval must contain 0.
+    contains, percentile_contains = [], []
+    for s, m in _normal_batch(300, 0.0, reps=60, seed=22):
+        row = summarize(s, m, prefix="x", n_boot=40, n_permutations=0)
+        contains.append(row["x_adv_lo"] <= 0.0 <= row["x_adv_hi"])
+        advs, _ = metrics._bootstrap_statistics(*metrics._prepare(s, m), 40, 0)
+        percentile_contains.append(np.quantile(advs, 0.025) <= 0.0)
+    assert np.mean(contains) >= 0.9
+    assert np.mean(percentile_contains) < 0.2  # why bootstrap_ci refuses the advantage
+
+
+def test_bootstrap_ci_refuses_advantage() -> None:
+    scores, is_member = _normal_split(50, 50, shift=0.5, seed=23)
+    with pytest.raises(ValueError, match="advantage_ci"):
+        bootstrap_ci(scores, is_member, "advantage", n_boot=20)  # type: ignore[arg-type]
+
+
+def test_auc_bootstrap_covers_known_truth() -> None:
+    # N(0.5, 1) vs N(0, 1): true AUC = Phi(0.5 / sqrt(2)).
+    truth = norm.cdf(0.5 / np.sqrt(2))
+    hits = [
+        lo <= truth <= hi
+        for lo, hi in (
+            bootstrap_ci(s, m, "auc", n_boot=100, seed=i)
+            for i, (s, m) in enumerate(_normal_batch(200, 0.5, reps=150, seed=24))
+        )
+    ]
+    assert np.mean(hits) >= 0.88
+
+
+# ------------------------------------------------------------------ null of the maximum
+
+
+def test_null_max_with_one_attack_is_null_advantage() -> None:
+    scores, is_member = _normal_split(60, 80, shift=0.3, seed=30)
+    single = null_advantage(scores, is_member, n_permutations=150, seed=4)
+    assert null_max_advantage({"loss": scores}, is_member, n_permutations=150, seed=4) == single
+
+
+def test_null_max_matches_loop(chunking: None) -> None:
+    scores, is_member = _tied_case()
+    rng = np.random.default_rng(31)
+    attacks = {"a": scores, "b": rng.normal(size=scores.size), "c": -scores.copy()}
+    attacks["c"][[0, 5]] = np.nan
+    finite = {k: np.where(np.isnan(v), -1e9, v) for k, v in attacks.items()}
+    n_permutations = 80
+    loop = [
+        max(_sk_advantage(v, y) for v in finite.values())  # one permutation for all attacks
+        for labels in metrics._permuted_labels(is_member, n_permutations, seed=9)
+        for y in labels
+    ]
+    observed = max(advantage(v, is_member) for v in attacks.values())
+    null = null_max_advantage(attacks, is_member, n_permutations=n_permutations, seed=9)
+    assert null.observed == pytest.approx(observed)
+    assert null.mean == pytest.approx(np.mean(loop))
+    assert null.q95 == pytest.approx(np.quantile(loop, 0.95))
+    n_reach = int(np.sum(np.array(loop) >= observed - 1e-9))
+    assert null.p_value == pytest.approx((1 + n_reach) / (1 + n_permutations))
+
+
+def test_null_max_exceeds_each_single_null() -> None:
+    rng = np.random.default_rng(32)
+    is_member = np.r_[np.ones(150, bool), np.zeros(150, bool)]
+    attacks = {f"a{i}": rng.normal(size=300) for i in range(5)}
+    joint = null_max_advantage(attacks, is_member, n_permutations=200, seed=1)
+    singles = [null_advantage(v, is_member, n_permutations=200, seed=1) for v in attacks.values()]
+    assert joint.observed == max(n.observed for n in singles)
+    assert all(joint.q95 >= n.q95 for n in singles)
+    assert joint.mean > max(n.mean for n in singles)
+
+
+def test_null_max_holds_its_level_where_the_single_null_does_not() -> None:
+    # 5 independent no-leakage attacks, 100 per side, 200 seeds: the max-null rejects at about
+    # 5%; judging the max against its best attack's own (single-attack) null rejects far more.
+    rng = np.random.default_rng(33)
+    is_member = np.r_[np.ones(100, bool), np.zeros(100, bool)]
+    joint_p, single_p = [], []
+    for seed in range(200):
+        attacks = {f"a{i}": rng.normal(size=200) for i in range(5)}
+        joint = null_max_advantage(attacks, is_member, n_permutations=100, seed=seed)
+        best = max(attacks.values(), key=lambda v: advantage(v, is_member))
+        joint_p.append(joint.p_value)
+        single_p.append(null_advantage(best, is_member, n_permutations=100, seed=seed).p_value)
+    assert np.mean(np.array(joint_p) <= 0.05) <= 0.09
+    assert np.mean(np.array(single_p) <= 0.05) >= 0.15
+
+
+# ------------------------------------------------------------------ TPR at low FPR
+
+
+def test_tpr_at_fpr_is_strictly_below_target() -> None:
+    # 4 members, 5 non-members; descending: m m n m n m n n n. FP counts at the ROC points:
+    # 0, 0, 0, 1, 1, 2, 2, 3, 4, 5 with TP 0, 1, 2, 2, 3, 3, 4, 4, 4, 4.
+    scores = np.array([9.0, 8, 7, 6, 5, 4, 3, 2, 1])
+    is_member = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0], dtype=bool)
+    # fpr = 0.2 allows exactly one false positive under "<=", none under "<".
+    assert tpr_at_fpr(scores, is_member, 0.2) == pytest.approx(2 / 4)
+    assert tpr_at_fpr(scores, is_member, 0.4) == pytest.approx(3 / 4)  # "<=" would say 4/4
+    assert tpr_at_fpr(scores, is_member, 0.41) == pytest.approx(4 / 4)
+    assert tpr_at_fpr(scores, is_member, 0.19) is None  # 5 * 0.19 < 1
+    for target in (0.2, 0.4, 0.41, 0.6):
+        fpr, tpr, _ = roc_curve(is_member, scores)
+        assert tpr_at_fpr(scores, is_member, target) == tpr[np.where(fpr < target)[0][-1]]
+    lo, hi = tpr_at_fpr_ci(scores, is_member, 0.2)
+    assert (lo, hi) == clopper_pearson(2, 4)
+    assert tpr_at_fpr_ci(scores, is_member, 0.19) is None
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["distinct", "tied"])
+def test_tpr_at_fpr_matches_lira_expression(tied: bool) -> None:
+    for seed, (n_members, n_non_members) in enumerate([(300, 500), (200, 1000), (400, 1500)]):
+        scores, is_member = _normal_split(n_members, n_non_members, shift=1.5, seed=40 + seed)
+        if tied:
+            scores = np.round(scores, 2)  # ties between members and non-members
+        # LiRA's roc_curve default drops collinear points, which inside a tied group of members
+        # and non-members can skip a reachable operating point; the full curve keeps it. With
+        # distinct scores both curves give the same value.
+        fpr, tpr, _ = roc_curve(is_member, scores, drop_intermediate=tied is False)
+        for target in (0.01, 0.001, 0.05):
+            expected = None if n_non_members * target < 1 else tpr[np.where(fpr < target)[0][-1]]
+            assert tpr_at_fpr(scores, is_member, target) == expected
+
+
+def test_clopper_pearson_known_values() -> None:
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 0.3085), abs=1e-4)
+    assert clopper_pearson(10, 10) == pytest.approx((0.6915, 1.0), abs=1e-4)
+    assert clopper_pearson(0, 10)[1] == pytest.approx(1 - 0.025**0.1, abs=1e-12)
+    for k, n, level in [(5, 20, 0.9), (3, 200, 0.95), (199, 200, 0.99), (1, 1, 0.95)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+        assert clopper_pearson(k, n, level) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    with pytest.raises(ValueError, match="successes"):
+        clopper_pearson(11, 10)
+
+
+def test_tpr_ci_covers_true_tpr_at_the_chosen_threshold() -> None:
+    # Members N(1.5, 1), non-members N(0, 1); 200 and 500, FPR 1%: at most 4 false positives, so
+    # the chosen cut is the 5th highest non-member score c and the true TPR is 1 - Phi(c - 1.5).
+    rng = np.random.default_rng(41)
+    is_member = np.r_[np.ones(200, bool), np.zeros(500, bool)]
+    hits = []
+    for _ in range(400):
+        scores = np.r_[rng.normal(1.5, 1.0, 200), rng.normal(0.0, 1.0, 500)]
+        cut = np.sort(scores[~is_member])[-5]
+        assert tpr_at_fpr(scores, is_member, 0.01) == pytest.approx(
+            np.mean(scores[is_member] > cut)
+        )
+        lo, hi = tpr_at_fpr_ci(scores, is_member, 0.01)
+        hits.append(lo <= norm.sf(cut - 1.5) <= hi)
+    assert np.mean(hits) >= 0.93
