@@ -24,7 +24,7 @@ import torch
 
 from raymia.config import parse_trial_config
 from raymia.data import load_splits
-from raymia.dtc import DtcOptions, dtc, dtc_reference, resolve_tau, true_class_confidence
+from raymia.dtc import DtcOptions, dtc, dtc_reference, resolve_tau, true_class_margin
 from raymia.measure import balanced_evaluation
 from raymia.models import fuse_for_inference
 from raymia.train import train_model
@@ -52,8 +52,8 @@ def main() -> None:
     x, y = evaluation.x[rows], evaluation.y[rows]
 
     options = DtcOptions(norm=args.norm)
-    confidence = true_class_confidence(model, splits.reference.x, splits.reference.y)
-    tau = resolve_tau(options.tau, confidence)
+    margin = true_class_margin(model, splits.reference.x, splits.reference.y)
+    tau = resolve_tau(options.tau, margin)
 
     batched_times = []
     for _ in range(max(1, args.batched_runs)):

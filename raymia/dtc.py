@@ -1,10 +1,18 @@
 """Distance-to-confident (DtC): a white-box membership signal.
 
-DtC(x, y) is the smallest radius e such that projected gradient ascent on log p(y | x + d),
-with ||d|| <= e (L2 by default, Linf selectable), reaches p(y | x + d) >= tau. It is 0 for a
-sample that is already confident and censored at ``eps_max`` when tau is never reached. Members
-are expected to sit closer to confidence than non-members, even where attacks on the output
-alone fail (Kaya et al., 2020: "a false sense of privacy").
+DtC(x, y) is the smallest radius e such that projected gradient ascent on the true-class
+margin phi(y | x + d), with ||d|| <= e (L2 by default, Linf selectable), reaches
+phi(y | x + d) >= tau. It is 0 for a sample that is already confident and censored at
+``eps_max`` when tau is never reached. Members are expected to sit closer to confidence than
+non-members, even where attacks on the output alone fail (Kaya et al., 2020: "a false sense of
+privacy").
+
+Confidence is measured as the margin (scaled logit) phi = log p_y - log(sum_{i != y} p_i)
+= z_y - logsumexp_{i != y} z_i, computed in float64 from the logits: p_y = sigmoid(phi), so
+"p_y >= p" is "phi >= logit(p)", but phi does not saturate where p_y rounds to 1 (on float32
+a confident model gives many reference non-members p_y = 1.0 exactly, and a tau of 1.0 could
+neither be reached nor told apart), and its gradient does not vanish there as that of log p_y
+does. tau therefore lives in the margin domain too (see :func:`resolve_tau`).
 
 The search over e is a per-sample bisection. :func:`dtc` runs it for all samples at once, one
 batched PGD per bisection round, dropping samples from the batch as soon as they reach tau;
@@ -23,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from raymia.metrics import advantage, auc
+from raymia.metrics import advantage, auc, null_advantage
 
 from ._torch import device_dtype, eval_mode
 
@@ -32,9 +40,11 @@ __all__ = [
     "DtcResult",
     "dtc",
     "dtc_reference",
+    "balanced_rows",
     "resolve_tau",
     "summarize_dtc",
     "true_class_confidence",
+    "true_class_margin",
 ]
 
 Norm = Literal["l2", "linf"]
@@ -66,7 +76,7 @@ class DtcOptions:
             cross the whole ball and still correct its course).
         batch_size: samples per chunk; chunks only bound memory, they do not change results.
         tau: the confidence target, ``"quantile:q"`` or ``"absolute:p"`` (see
-            :func:`resolve_tau`).
+            :func:`resolve_tau`, which turns it into a margin).
     """
 
     norm: Norm = "l2"
@@ -129,27 +139,32 @@ class DtcResult:
 _TAU_FORMS = "'quantile:q' or 'absolute:p' with q, p in (0, 1), e.g. 'quantile:0.9'"
 
 
-def resolve_tau(spec: str, reference_confidence: np.ndarray | None) -> float:
-    """Turn a tau spec into a confidence target.
+def resolve_tau(spec: str, reference_margin: np.ndarray | None) -> float:
+    """Turn a tau spec into a margin target (the logit domain of :func:`true_class_margin`).
 
-    ``"quantile:q"`` returns the q-quantile of ``reference_confidence`` (the true-class
-    confidence of reference non-members, so that tau stays reachable even under label
-    smoothing); ``"absolute:p"`` returns p. Both q and p must lie in (0, 1).
+    ``"quantile:q"`` returns the q-quantile of ``reference_margin`` (the true-class margins of
+    reference non-members, so that tau stays reachable even under label smoothing, and stays
+    below what the most confident of them reach even where their p_y rounds to 1);
+    ``"absolute:p"`` returns logit(p) = log(p / (1 - p)), the margin at which p_y = p. Both q
+    and p must lie in (0, 1).
 
     Returns:
-        tau as a float in (0, 1).
+        tau as a finite float (any real number: a margin, not a probability).
 
     Raises:
-        ValueError: the spec is malformed, or a quantile spec has no reference confidences.
+        ValueError: the spec is malformed, a quantile spec has no reference margins, or the
+            quantile is not finite (non-finite logits).
     """
     kind, value = _parse_tau(spec)
     if kind == "absolute":
-        return value
-    if reference_confidence is None or np.asarray(reference_confidence).size == 0:
+        return math.log(value) - math.log1p(-value)
+    if reference_margin is None or np.asarray(reference_margin).size == 0:
         raise ValueError(
-            f"DtC tau {spec!r} needs the true-class confidence of reference non-members, got none"
+            f"DtC tau {spec!r} needs the true-class margins of reference non-members, got none"
         )
-    return float(np.quantile(np.asarray(reference_confidence, dtype=np.float64), value))
+    tau = float(np.quantile(np.asarray(reference_margin, dtype=np.float64), value))
+    _check_tau(tau)
+    return tau
 
 
 def _parse_tau(spec: str) -> tuple[str, float]:
@@ -183,10 +198,33 @@ def true_class_confidence(
     return torch.cat(out).cpu().to(torch.float64).numpy()
 
 
-def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions) -> DtcResult:
-    """Compute DtC for every sample, batched.
+def true_class_margin(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 512
+) -> np.ndarray:
+    """Return the true-class margin phi = z_y - logsumexp_{i != y} z_i per sample (float64).
 
-    Steps: (1) samples already at confidence >= tau get distance 0; (2) one PGD run at eps_max
+    phi = log p_y - log(1 - p_y) is the logit of the true-class confidence, computed in float64
+    from the logits, so it keeps ordering samples whose p_y rounds to 1; it is the quantity
+    DtC's PGD ascends and compares with tau. The model runs in eval mode without gradients;
+    its previous modes are restored.
+    """
+    device, dtype = device_dtype(model)
+    xt, yt = _as_tensors(x, y, device, dtype)
+    out = []
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, xt.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            out.append(_true_class_margin(model(xt[sl]), yt[sl]))
+    if not out:
+        return np.zeros(0, dtype=np.float64)
+    return torch.cat(out).cpu().to(torch.float64).numpy()
+
+
+def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions) -> DtcResult:
+    """Compute DtC for every sample, batched, for a margin target ``tau`` (see
+    :func:`resolve_tau`; a probability p corresponds to logit(p)).
+
+    Steps: (1) samples already at margin >= tau get distance 0; (2) one PGD run at eps_max
     for the rest, those never reaching tau are censored at eps_max; (3) per-sample bisection
     over [0, eps_max] for the others, each round one batched PGD in which every sample has its
     own radius. Steps (1) and (2) share one PGD run: its confidence check at the start (d = 0)
@@ -239,6 +277,8 @@ def dtc_reference(
 ) -> DtcResult:
     """Compute DtC one sample at a time: the same algorithm as :func:`dtc`, written plainly.
 
+    ``tau`` is a margin target, as for :func:`dtc`.
+
     Kept as the correctness reference for :func:`dtc` and as the benchmark baseline.
 
     Returns:
@@ -255,7 +295,7 @@ def dtc_reference(
         for i in range(n):
             xi, yi = xt[i : i + 1], yt[i : i + 1]
             with torch.no_grad():
-                confident = _reached(_true_class_log_prob(model(xi), yi), tau).item()
+                confident = _reached(_true_class_margin(model(xi), yi), tau).item()
             if confident:
                 distance[i] = 0.0
                 continue
@@ -273,14 +313,19 @@ def dtc_reference(
     return DtcResult(distance, censored)
 
 
-def summarize_dtc(member: DtcResult, non_member: DtcResult) -> dict[str, float]:
+def summarize_dtc(
+    member: DtcResult, non_member: DtcResult, n_permutations: int = 0, seed: int = 0
+) -> dict[str, float | None]:
     """Summarize DtC of members against non-members for one trial.
 
     The membership score is -distance (members are expected to be closer to confident).
 
     Returns:
         ``dtc_auc`` and ``dtc_adv`` (AUC and membership advantage of that score),
-        ``dtc_median_member``, ``dtc_median_non_member`` (median distances) and
+        ``dtc_adv_null_q95`` and ``dtc_adv_p`` (95th percentile of the advantage under
+        ``n_permutations`` label permutations, and the permutation p-value of ``dtc_adv``, from
+        :func:`raymia.metrics.null_advantage` seeded by ``seed``; None when n_permutations is
+        0), ``dtc_median_member``, ``dtc_median_non_member`` (median distances) and
         ``dtc_censored`` (censored fraction over members and non-members together).
     """
     if len(member) == 0 or len(non_member) == 0:
@@ -290,13 +335,60 @@ def summarize_dtc(member: DtcResult, non_member: DtcResult) -> dict[str, float]:
     scores = -np.concatenate([member.distance, non_member.distance])
     is_member = np.concatenate([np.ones(len(member), bool), np.zeros(len(non_member), bool)])
     censored = np.concatenate([member.censored, non_member.censored])
+    q95 = p_value = None
+    if n_permutations:
+        null = null_advantage(scores, is_member, n_permutations=n_permutations, seed=seed)
+        q95, p_value = null.q95, null.p_value
     return {
         "dtc_auc": auc(scores, is_member),
         "dtc_adv": advantage(scores, is_member),
+        "dtc_adv_null_q95": q95,
+        "dtc_adv_p": p_value,
         "dtc_median_member": float(np.median(member.distance)),
         "dtc_median_non_member": float(np.median(non_member.distance)),
         "dtc_censored": float(np.mean(censored)),
     }
+
+
+def balanced_rows(
+    member_labels: ArrayLike, non_member_labels: ArrayLike, per_side: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick up to ``per_side`` members and as many non-members, class by class.
+
+    Every class c gets k_c members and k_c non-members, drawn at random (seeded by ``seed``)
+    from its n_c = min(#members, #non-members of class c). The k_c are proportional to n_c
+    (largest remainders, ties broken at random), so a subset of a class-balanced set keeps its
+    class make-up; with per_side >= sum n_c every available pair is taken.
+
+    Returns:
+        (member rows, non-member rows): sorted int64 indices into ``member_labels`` and
+        ``non_member_labels``, of equal length min(per_side, sum n_c).
+    """
+    y_m = np.asarray(member_labels).reshape(-1)
+    y_n = np.asarray(non_member_labels).reshape(-1)
+    classes = np.union1d(y_m, y_n)
+    avail = np.array([min(np.sum(y_m == c), np.sum(y_n == c)) for c in classes], dtype=np.int64)
+    rng = np.random.default_rng([seed, 17])
+    take = _largest_remainder(avail, min(max(per_side, 0), int(avail.sum())), rng)
+    pick_m, pick_n = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c, k in zip(classes, take, strict=True):
+        pick_m.append(rng.permutation(np.flatnonzero(y_m == c))[:k])
+        pick_n.append(rng.permutation(np.flatnonzero(y_n == c))[:k])
+    return np.sort(np.concatenate(pick_m)), np.sort(np.concatenate(pick_n))
+
+
+def _largest_remainder(sizes: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
+    """Split ``total`` (<= sizes.sum()) into integer parts proportional to ``sizes``, each part
+    at most its size: the floors of the exact shares, plus one for the largest remainders."""
+    if total == 0 or sizes.sum() == 0:
+        return np.zeros_like(sizes)
+    share = sizes * (total / sizes.sum())
+    parts = np.floor(share).astype(np.int64)
+    # Random order first, then a stable sort by remainder: equal remainders break at random.
+    order = rng.permutation(sizes.size)
+    order = order[np.argsort(-(share - parts)[order], kind="stable")]
+    parts[order[: total - int(parts.sum())]] += 1
+    return parts
 
 
 # --- internals ---------------------------------------------------------------------------------
@@ -390,13 +482,13 @@ def _pgd_batched(
             last = step == options.pgd_steps
             inp = (xa + d).requires_grad_(not last)
             with torch.enable_grad():  # also when the caller runs under no_grad
-                log_p = _true_class_log_prob(model(inp), ya)
+                margin = _true_class_margin(model(inp), ya)
                 # The forward that feeds the gradient also gives the confidence check.
-                done = _reached(log_p.detach(), tau) & live
+                done = _reached(margin.detach(), tau) & live
                 if last:
                     reached_at[idx[done]] = step
                     break
-                (grad,) = torch.autograd.grad(log_p.sum(), inp)
+                (grad,) = torch.autograd.grad(margin.sum(), inp)
             if step == 0 and grad0 is None:
                 grad0_out[start:stop] = grad
             if bool(done.any()):
@@ -447,12 +539,12 @@ def _pgd_one(
     for step in range(options.pgd_steps + 1):
         inp = (x + d).requires_grad_(True)
         with torch.enable_grad():
-            log_p = _true_class_log_prob(model(inp), y)
-            if _reached(log_p.detach(), tau).item():
+            margin = _true_class_margin(model(inp), y)
+            if _reached(margin.detach(), tau).item():
                 return True
             if step == options.pgd_steps:
                 return False
-            (grad,) = torch.autograd.grad(log_p.sum(), inp)
+            (grad,) = torch.autograd.grad(margin.sum(), inp)
         d = _ascent_step(d, grad, alpha, eps, options.norm)
     return False
 
@@ -484,18 +576,30 @@ def _true_class_log_prob(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
 
 
-def _reached(log_p: torch.Tensor, tau: float) -> torch.Tensor:
-    """Return whether p >= tau per sample.
+def _true_class_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Return phi = z_y - logsumexp_{i != y} z_i per sample, in float64 (float32 on MPS).
+
+    The cast is part of the autograd graph, so the gradient flows back to the input. Where
+    p_y -> 1 the gradient of log p_y = -softplus(-phi) shrinks by 1 - p_y (to 0 once p_y rounds
+    to 1); that of phi does not, and points the same way.
+    """
+    wide = logits.to(torch.float32 if logits.device.type == "mps" else torch.float64)
+    others = wide.scatter(1, y.view(-1, 1), float("-inf"))
+    return wide.gather(1, y.view(-1, 1)).squeeze(1) - torch.logsumexp(others, dim=1)
+
+
+def _reached(margin: torch.Tensor, tau: float) -> torch.Tensor:
+    """Return whether phi >= tau per sample (both margins, see :func:`_true_class_margin`).
 
     Every confidence check goes through here, so one decision rule holds everywhere (which is
     what keeps DtC non-decreasing in tau and dtc equal to dtc_reference).
     """
-    return log_p.exp() >= tau
+    return margin >= tau
 
 
 def _check_tau(tau: float) -> None:
-    if not 0.0 < float(tau) < 1.0:
-        raise ValueError(f"DtC tau: got {tau!r}, expected a confidence in (0, 1)")
+    if not math.isfinite(float(tau)):
+        raise ValueError(f"DtC tau: got {tau!r}, expected a finite margin (logit of p_y)")
 
 
 def _as_tensors(
