@@ -12,13 +12,16 @@ Attacks (DESIGN.md, "Attacks"):
   attacker's threshold (the mean training loss);
 - Merlin (Jayaraman et al. 2021): the fraction of T Gaussian-noised copies of a sample whose
   loss is higher than the clean loss;
-- confidence (true-class probability), entropy (-entropy of the prediction) and modified entropy
-  (Song & Mittal 2021: -Mentr);
+- confidence (the true-class probability p_y, reported as its logit phi = log p_y - log(1 - p_y):
+  monotone in p_y, so every ROC metric is that of p_y, but never rounded to 1), entropy
+  (-entropy of the prediction) and modified entropy (Song & Mittal 2021: -Mentr);
 - LiRA offline (Carlini et al. 2022): :func:`scaled_logit` per model, K reference models from
   :func:`train_reference_models`, scores from :func:`lira_offline_scores`.
 
 Post-processing of the logits runs in float64 (on any device but MPS, which lacks it): members
-of a memorizing model have losses near 1e-8, which float32 would round to exact ties.
+of a memorizing model have losses near 1e-8, which float32 would round to exact ties. Even
+float64's log_softmax rounds log p_y to exactly 0 beyond a logit margin of about 37, so the
+scores come from a log-softmax that keeps those differences (:func:`_stable_log_softmax`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import nn
 
 from ._torch import device_dtype, eval_mode
 from .config import AttackOptions, TrialConfig
-from .data import DatasetInfo, Split
+from .data import DatasetInfo, Split, check_reference_size
 from .train import train_model
 
 __all__ = [
@@ -44,7 +47,7 @@ __all__ = [
     "merlin_scores",
     "modified_entropy_scores",
     "per_sample_loss",
-    "reference_halves",
+    "reference_rows",
     "scaled_logit",
     "score_all",
     "train_reference_models",
@@ -127,39 +130,46 @@ def _chunked(
 # --------------------------------------------------------------------------------------------
 
 
-def _log_one_minus_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Return log(1 - p_i) for every class, stable even where p_i rounds to 1.
+def _stable_log_softmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return log p_i and log(1 - p_i) for every class, both accurate where p_top rounds to 1.
 
-    Only the arg-max class can have p > 1/2; for the others log1p(-p) is accurate. For the
-    arg-max, 1 - p is the softmax mass of the other classes, taken straight from the logits.
+    With s = sum_{i != top} exp(z_i - z_top), log p_i = (z_i - z_top) - log1p(s): unlike
+    log_softmax, which rounds log(1 + s) to 0 once the margin passes about 37, log1p keeps s,
+    so log p_top = -log1p(s) stays nonzero and ordered. Only the arg-max class can have
+    p > 1/2; for the others log(1 - p_i) = log1p(-p_i) is accurate, for the arg-max
+    1 - p_top = s / (1 + s) is taken from log s = logsumexp_{i != top}(z_i - z_top).
     """
-    log_p = torch.log_softmax(logits, dim=1)
-    out = torch.log1p(-log_p.exp())
     top = logits.argmax(dim=1, keepdim=True)
-    others = logits.scatter(1, top, float("-inf"))
-    exact = torch.logsumexp(others, dim=1, keepdim=True) - torch.logsumexp(
-        logits, dim=1, keepdim=True
-    )
-    return out.scatter(1, top, exact)
+    shifted = logits - logits.gather(1, top)  # <= 0, 0 at the arg-max
+    log_rest = torch.logsumexp(shifted.scatter(1, top, float("-inf")), dim=1, keepdim=True)
+    log_norm = torch.log1p(log_rest.exp())  # log(1 + s); s <= C - 1, so exp cannot overflow
+    log_p = shifted - log_norm
+    log_1m_p = torch.log1p(-log_p.exp()).scatter(1, top, log_rest - log_norm)
+    return log_p, log_1m_p
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"loss": F.cross_entropy(logits, y, reduction="none")}
+    """Return the per-sample cross-entropy, -log p_y, from the stable log-softmax."""
+    log_p, _ = _stable_log_softmax(logits)
+    return {"loss": -log_p.gather(1, y.view(-1, 1)).squeeze(1).clamp(min=_LOG_FLOOR)}
 
 
 def _probability_scores(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Return per-sample loss and the confidence, entropy and modified-entropy scores."""
-    log_p = torch.log_softmax(logits, dim=1).clamp(min=_LOG_FLOOR)
+    """Return per-sample loss and the confidence, entropy and modified-entropy scores.
+
+    All come from :func:`_stable_log_softmax`, so samples far past p_y = 1 in float64 keep
+    distinct, ordered scores; "confidence" is the scaled logit phi (see :func:`_scaled_logit`).
+    """
+    log_p, log_1m_p = (t.clamp(min=_LOG_FLOOR) for t in _stable_log_softmax(logits))
     p = log_p.exp()
     is_true = F.one_hot(y, logits.shape[1]).bool()
     log_p_true = log_p.gather(1, y.view(-1, 1)).squeeze(1)
-    p_true = log_p_true.exp()
-    log_1m_p = _log_one_minus_softmax(logits).clamp(min=_LOG_FLOOR)
+    one_minus_p_true = log_1m_p.gather(1, y.view(-1, 1)).squeeze(1).exp()
     # Mentr(p, y) = -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i)
-    mentr = -(1.0 - p_true) * log_p_true - torch.where(is_true, 0.0, p * log_1m_p).sum(dim=1)
+    mentr = -one_minus_p_true * log_p_true - torch.where(is_true, 0.0, p * log_1m_p).sum(dim=1)
     return {
         "loss": -log_p_true,
-        "confidence": p_true,
+        "confidence": _scaled_logit(logits, y)["phi"],
         "entropy": (p * log_p).sum(dim=1),  # -entropy: a confident prediction scores high
         "modified_entropy": -mentr,
     }
@@ -168,7 +178,11 @@ def _probability_scores(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torc
 def per_sample_loss(
     model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 1024
 ) -> np.ndarray:
-    """Return the cross-entropy loss of each sample (float64, shape (N,), >= 0)."""
+    """Return the cross-entropy loss of each sample (float64, shape (N,), >= 0).
+
+    Computed as -log p_y from a stable log-softmax: it stays > 0 and ordered far past the
+    logit margin (about 37) where float64's log_softmax rounds it to exactly 0.
+    """
     return _chunked(model, x, y, batch_size, _loss)["loss"]
 
 
@@ -183,14 +197,22 @@ def loss_scores(model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 
 def confidence_scores(
     model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 1024
 ) -> np.ndarray:
-    """Return the softmax probability of the true class per sample (in [0, 1])."""
+    """Return the true-class confidence per sample as its logit, phi = log p_y - log(1 - p_y).
+
+    phi = z_y - logsumexp_{i != y} z_i is strictly increasing in the softmax probability p_y
+    (p_y = sigmoid(phi)), so every ROC metric equals that of p_y, but unlike p_y it does not
+    round to 1 for confident samples, which would tie them. Float64, any real value.
+    """
     return _chunked(model, x, y, batch_size, _probability_scores)["confidence"]
 
 
 def entropy_scores(
     model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 1024
 ) -> np.ndarray:
-    """Return minus the entropy of each prediction (in [-log C, 0]; confident = member)."""
+    """Return minus the entropy of each prediction (in [-log C, 0]; confident = member).
+
+    Taken from stable log-probabilities, so confident predictions stay ordered.
+    """
     return _chunked(model, x, y, batch_size, _probability_scores)["entropy"]
 
 
@@ -200,7 +222,8 @@ def modified_entropy_scores(
     """Return -Mentr per sample (Song & Mittal 2021), <= 0.
 
     Mentr(p, y) = -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i): unlike entropy it uses the
-    label, so a confidently wrong prediction scores low, not high.
+    label, so a confidently wrong prediction scores low, not high. 1 - p_y and log p_y come
+    from the logits directly, so confident predictions stay ordered.
     """
     return _chunked(model, x, y, batch_size, _probability_scores)["modified_entropy"]
 
@@ -266,7 +289,9 @@ def merlin_scores(
         # another batch size, and a one-ulp drift would count as a loss increase.
         batch = torch.cat([xb.unsqueeze(1), xb.unsqueeze(1) + sigma * noise], dim=1)
         logits = _wide(model(batch.flatten(0, 1)))
-        loss = F.cross_entropy(logits, yb.repeat_interleave(copies), reduction="none")
+        # The stable loss: past a margin of about 37, cross_entropy rounds clean and noisy
+        # losses alike to 0, and a rise would go uncounted.
+        loss = _loss(logits, yb.repeat_interleave(copies))["loss"]
         loss = loss.view(b, copies)
         return (loss[:, 1:] > loss[:, :1]).to(torch.float64).mean(dim=1)
 
@@ -383,15 +408,24 @@ def lira_offline_scores(target_phi: ArrayLike, reference_phi: ArrayLike) -> np.n
         return torch.special.log_ndtr(z).numpy()
 
 
-def reference_halves(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return k seeded random splits of range(n) as (trained rows, other rows), each sorted.
+def reference_rows(
+    n: int, n_trained: int, n_held_out: int, k: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Return, per reference model, its (trained, held-out, calibration) rows of range(n).
 
-    The trained half has n // 2 rows; the other half the rest. Split i depends only on (seed, i).
+    Model i trains on n_trained rows and stops / regularizes on n_held_out others, drawn by
+    (seed, i) alone; the remaining rows are its calibration non-members, which it never sees.
+    The three are disjoint and sorted. Raises DataError (naming the sizes) when fewer than
+    :data:`raymia.data.MIN_CALIBRATION` calibration rows would be left.
     """
+    check_reference_size(n, n_trained, n_held_out)
+    cut = n_trained + n_held_out
     out = []
     for i in range(k):
         order = np.random.default_rng([seed, _REFERENCE_SEED_OFFSET, i]).permutation(n)
-        out.append((np.sort(order[: n // 2]), np.sort(order[n // 2 :])))
+        out.append(
+            (np.sort(order[:n_trained]), np.sort(order[n_trained:cut]), np.sort(order[cut:]))
+        )
     return out
 
 
@@ -401,31 +435,33 @@ def train_reference_models(
     reference: Split,
     k: int,
     device: torch.device | None = None,
+    *,
+    n_trained: int,
+    n_held_out: int,
 ) -> list[nn.Module]:
     """Train k reference (shadow) models for offline LiRA and return them in eval mode.
 
-    Each model is trained by :func:`raymia.train.train_model` under the same config (same
-    mechanisms and strengths as the target) on a random half of the attacker's reference data
-    (:func:`reference_halves` with config.seed), with its own seed (seed_offset 100 + 2 i). The
-    other half stands in for what the target's mechanisms draw beside the members: the
-    non-member data of adversarial regularization and the validation slice of early stopping.
-    None of these models sees a member or non-member, so all are OUT models for both.
+    Each model is trained like the target: by :func:`raymia.train.train_model` under the same
+    config (same mechanisms and strengths) on exactly n_trained samples of the attacker's
+    reference data (the target's member count), with its own held-out slice of n_held_out
+    reference samples (the target's held-out count) for early stopping and adversarial
+    regularization, both from :func:`reference_rows` with config.seed, and its own seed
+    (seed_offset 100 + 2 i). None of these models sees a member or non-member, so all are OUT
+    models for both; none sees its own calibration rows. Raises DataError when the reference
+    split is too small.
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    if k and len(reference) < 2:
-        raise ValueError(
-            f"reference models need at least 2 reference samples, got {len(reference)}"
-        )
+    if k == 0:
+        return []
     models: list[nn.Module] = []
-    for i, (trained, other) in enumerate(reference_halves(len(reference), k, config.seed)):
-        rest = reference.take(other)
+    rows = reference_rows(len(reference), n_trained, n_held_out, k, config.seed)
+    for i, (trained, held_out, _calibration) in enumerate(rows):
         result = train_model(
             config,
             info,
             reference.take(trained),
-            reference=rest,
-            validation=rest,
+            held_out=reference.take(held_out),
             device=device,
             seed_offset=_REFERENCE_SEED_OFFSET + _REFERENCE_SEED_STRIDE * i,
         )

@@ -7,13 +7,14 @@ names the source (file or flag), the key path, the value and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -33,6 +34,8 @@ class Mechanisms(_Strict):
     """Every regularization mechanism's strength; 0 means off."""
 
     # input level
+    # Strengths in pixels are bounded per data set by TrialConfig (see IMAGE_SIZE_DIVISORS);
+    # the ranges here are loose outer bounds.
     augment: int = Field(0, ge=0, le=8, description="random-crop padding in pixels (+ flip)")
     input_noise: float = Field(0.0, ge=0, le=2.0, description="Gaussian input noise sigma")
     cutout: int = Field(0, ge=0, le=32, description="cutout square size in pixels")
@@ -44,12 +47,18 @@ class Mechanisms(_Strict):
     distillation: float = Field(0.0, ge=0, le=100.0, description="distillation temperature")
     # model / optimizer level
     dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability")
-    weight_decay: float = Field(0.0, ge=0, le=1.0, description="weight decay lambda")
+    weight_decay: float = Field(
+        0.0, ge=0, le=1.0, description="L2 penalty lambda: lambda / 2 * ||w||^2 on the weights"
+    )
     # training level
     early_stopping: int = Field(0, ge=0, le=100, description="patience in epochs")
     adv_reg: float = Field(0.0, ge=0, le=10.0, description="adversarial regularization lambda")
     dp_noise: float = Field(0.0, ge=0, le=20.0, description="DP-SGD noise multiplier")
     dp_clip: float = Field(1.0, gt=0, le=100.0, description="DP-SGD per-sample clipping norm")
+    dp_delta: float = Field(1e-5, gt=0, lt=1.0, description="DP-SGD delta (far below 1/members)")
+
+    # Settings that ride with dp_noise: never a mechanism of their own (see `active`).
+    RIDERS: ClassVar[tuple[str, ...]] = ("dp_clip", "dp_delta")
 
     @model_validator(mode="after")
     def _check(self) -> Mechanisms:
@@ -74,10 +83,41 @@ class Mechanisms(_Strict):
         return self
 
     def active(self) -> dict[str, float]:
-        """Return the mechanisms that are on, name -> strength (dp_clip rides with dp_noise)."""
+        """Return the mechanisms that are on, name -> strength (the RIDERS, dp_clip and
+        dp_delta, ride with dp_noise and are never listed)."""
         return {
-            name: value for name, value in self.model_dump().items() if name != "dp_clip" and value
+            name: value
+            for name, value in self.model_dump().items()
+            if name not in self.RIDERS and value
         }
+
+    # Strengths measured in pixels, bounded by the data set's image side: side // divisor.
+    # Cutout: DeVries & Taylor's largest square is half the side (16 on CIFAR's 32), which
+    # covers at most a quarter of the image. Crop padding: a shift of a quarter of the side
+    # keeps at least 3/4 of each axis (9/16 of the image) in view; the common CIFAR setting,
+    # 4 on 32, is an eighth. Beyond these the transform erases or shifts out the digit itself.
+    IMAGE_SIZE_DIVISORS: ClassVar[dict[str, tuple[int, str]]] = {
+        "cutout": (2, "half the image side"),
+        "augment": (4, "a quarter of the image side"),
+    }
+
+    @classmethod
+    def image_size_problem(cls, name: str, value: float, dataset: str) -> str | None:
+        """Return why `value` is too large a `name` strength for `dataset`'s images (one
+        clause naming key, value, data set and limit), or None when it fits."""
+        if name not in cls.IMAGE_SIZE_DIVISORS:
+            return None
+        from .data import DATASETS as INFO
+
+        side = INFO[dataset].image_size
+        divisor, why = cls.IMAGE_SIZE_DIVISORS[name]
+        limit = side // divisor
+        if value <= limit:
+            return None
+        return (
+            f"mechanisms.{name} = {value} is too large for {dataset} ({side}x{side} images): "
+            f"expected at most {limit} ({why})"
+        )
 
 
 class AttackOptions(_Strict):
@@ -98,11 +138,16 @@ class DtcSettings(_Strict):
 
     enabled: bool = True
     norm: Literal["l2", "linf"] = "l2"
-    tau: str = Field("quantile:0.9", description="quantile:q or absolute:p, q and p in (0, 1)")
+    tau: str = Field(
+        "quantile:0.9",
+        description="quantile:q of reference true-class margins, or absolute:p (margin logit(p))",
+    )
     eps_max: float | None = Field(None, gt=0, description="radius cap (None: norm default)")
     bisection_steps: int = Field(10, ge=1, le=30)
     pgd_steps: int = Field(20, ge=1, le=500)
-    max_samples: int = Field(500, ge=2, le=100_000, description="members + non-members measured")
+    max_samples: int = Field(
+        500, ge=2, le=100_000, description="members + non-members measured, class-balanced"
+    )
 
     @field_validator("tau")
     @classmethod
@@ -128,15 +173,61 @@ class TrialConfig(_Strict):
     download: bool = False
     members: int | None = Field(None, ge=10, description="member count (None: data set default)")
     non_members: int | None = Field(None, ge=10)
+    held_out: int | None = Field(
+        None, ge=10, description="the owner's held-out data: early stopping, adv_reg"
+    )
     reference: int | None = Field(None, ge=10)
     epochs: int = Field(30, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=8192)
     lr: float = Field(1e-3, gt=0, le=10.0)
     optimizer: Literal["adam", "sgd"] = "adam"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # One architecture for every trial: GroupNorm works under DP-SGD (BatchNorm mixes the
+    # samples of a batch, which per-sample clipping cannot allow), so DP-versus-rest compares
+    # mechanisms, not normalization layers.
+    norm: Literal["batch", "group", "none"] = Field(
+        "group", description="normalization layers: batch | group | none"
+    )
     mechanisms: Mechanisms = Mechanisms()
     attacks: AttackOptions = AttackOptions()
     dtc: DtcSettings = DtcSettings()
+
+    @model_validator(mode="after")
+    def _check_dataset_bounds(self) -> TrialConfig:
+        mech = self.mechanisms
+        for name in Mechanisms.IMAGE_SIZE_DIVISORS:
+            if problem := Mechanisms.image_size_problem(name, getattr(mech, name), self.dataset):
+                raise ValueError(problem)
+        if mech.dp_noise > 0 and self.norm == "batch":
+            raise ValueError(
+                f"norm = 'batch' cannot combine with mechanisms.dp_noise = {mech.dp_noise}: "
+                "BatchNorm mixes a batch's samples, so per-sample gradients are not clipped; "
+                "use norm group or none"
+            )
+        if mech.dp_noise > 0 and mech.dp_delta >= 1.0 / self.member_count():
+            raise ValueError(
+                f"mechanisms.dp_delta = {mech.dp_delta}: expected below 1/members = "
+                f"1/{self.member_count()} (far below: a delta of 1/n lets the mechanism "
+                "publish one member's record outright)"
+            )
+        return self
+
+    def member_count(self) -> int:
+        """Return the number of members the trial trains on (the data set's default if unset)."""
+        from .data import DATASETS as INFO
+
+        return self.members or INFO[self.dataset].members
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dp_accountant(self) -> str | None:
+        """The privacy accountant DP-SGD uses ("prv" or "rdp"; None without DP-SGD): PRV
+        where its discretization fits in memory, else RDP (see raymia.mechanisms.training)."""
+        if not self.mechanisms.dp_noise:
+            return None
+        from .mechanisms.training import DPSGD
+
+        return DPSGD.planned_accountant(self)
 
     def flat(self) -> dict[str, Any]:
         """Return the config as one flat dict: top-level settings plus every mechanism strength."""

@@ -1,9 +1,22 @@
 """Data sets and the membership splits.
 
-One seed fixes disjoint `members`, `non_members` and `reference` index sets drawn from a data
-set's training pool; accuracy is measured on the official test split. Images are held in memory
-as standardized float tensors (N, C, H, W): the data sets this tool targets are small enough, and
-it lets one copy travel through Ray's object store to every trial.
+One seed fixes four disjoint index sets drawn from a data set's training pool; accuracy is
+measured on the official test split. The membership protocol, who uses which set:
+
+- `members`: the target trains on all of them, whatever its mechanisms;
+- `non_members`: never trained on by any model; with the members they form the class-balanced
+  evaluation set the attacks score;
+- `held_out`: the model owner's own data, never scored by the attacks: early stopping's
+  validation set and adversarial regularization's reference (non-member) set;
+- `reference`: the attacker's data. Every shadow / LiRA reference model is trained like the
+  target: on exactly len(members) reference samples drawn by seed, under the same mechanisms,
+  with its own held-out slice (len(held_out) further reference samples) for early stopping and
+  adversarial regularization. The rest of the reference split are the shadow's calibration
+  non-members, which it is never trained, stopped or regularized on
+  (:func:`check_reference_size` refuses a reference split too small for this).
+
+Images are held in memory as standardized float tensors (N, C, H, W): the data sets this tool
+targets are small enough, and it lets one copy travel through Ray's object store to every trial.
 """
 
 from __future__ import annotations
@@ -29,18 +42,28 @@ class DatasetInfo:
     num_classes: int
     members: int
     non_members: int
+    held_out: int
     reference: int
     # Random crop + flip preserves the label only where mirror images are the same class.
     flip: bool
 
 
+# Sizes: members / non_members / held_out / reference. The reference split must hold a shadow's
+# members, its own held-out slice and enough calibration non-members, hence digits' smaller
+# member set.
 DATASETS: dict[str, DatasetInfo] = {
-    # digits: 1797 images; a fixed 360 form the test split, the pool of 1437 is split 500/500/437.
-    "digits": DatasetInfo("digits", 1, 8, 10, 500, 500, 437, flip=False),
-    "fashion-mnist": DatasetInfo("fashion-mnist", 1, 28, 10, 10_000, 10_000, 20_000, flip=False),
-    "cifar10": DatasetInfo("cifar10", 3, 32, 10, 15_000, 15_000, 20_000, flip=True),
-    "cifar100": DatasetInfo("cifar100", 3, 32, 100, 15_000, 15_000, 20_000, flip=True),
+    # digits: 1797 images; a fixed 360 form the test split, the pool of 1437 is split
+    # 350/350/100/637.
+    "digits": DatasetInfo("digits", 1, 8, 10, 350, 350, 100, 637, flip=False),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", 1, 28, 10, 10_000, 10_000, 1_000, 20_000, flip=False
+    ),
+    "cifar10": DatasetInfo("cifar10", 3, 32, 10, 15_000, 15_000, 1_500, 18_500, flip=True),
+    "cifar100": DatasetInfo("cifar100", 3, 32, 100, 15_000, 15_000, 1_500, 18_500, flip=True),
 }
+
+# The fewest calibration non-members a shadow model may be left with (see check_reference_size).
+MIN_CALIBRATION = 20
 
 _DIGITS_TEST = 360
 _DIGITS_TEST_SEED = 20_200_101  # fixed forever: the digits "official" test split
@@ -70,6 +93,7 @@ class Splits:
     seed: int
     members: Split
     non_members: Split
+    held_out: Split
     reference: Split
     test: Split
 
@@ -168,22 +192,26 @@ def split_pool(
     members: int | None = None,
     non_members: int | None = None,
     reference: int | None = None,
+    held_out: int | None = None,
 ) -> Splits:
-    """Return disjoint members / non-members / reference sets drawn from the pool by `seed`.
+    """Return disjoint members / non-members / held-out / reference sets drawn by `seed`.
 
-    The same seed gives the same index sets on any machine (numpy's PCG64 permutation).
+    A size left None takes the data set's default. The same seed gives the same index sets on
+    any machine (numpy's PCG64 permutation, cut in that order). Raises DataError when the sets
+    do not fit in the training pool.
     """
     info = pool.info
     sizes = (
         members or info.members,
         non_members or info.non_members,
+        held_out or info.held_out,
         reference or info.reference,
     )
     available = len(pool.train_y)
     if sum(sizes) > available:
         raise DataError(
-            f"members + non_members + reference = {' + '.join(map(str, sizes))} = {sum(sizes)} "
-            f"exceeds the {info.name} training pool of {available}"
+            f"members + non_members + held_out + reference = {' + '.join(map(str, sizes))} = "
+            f"{sum(sizes)} exceeds the {info.name} training pool of {available}"
         )
     order = np.random.default_rng(seed).permutation(available)
     cuts = np.cumsum(sizes)
@@ -195,7 +223,25 @@ def split_pool(
         return Split(pool.train_x[tensor_idx], pool.train_y[tensor_idx], idx)
 
     test = Split(pool.test_x, pool.test_y, np.arange(len(pool.test_y)))
-    return Splits(info, seed, make(parts[0]), make(parts[1]), make(parts[2]), test)
+    m, n, h, r = (make(part) for part in parts)
+    return Splits(info, seed, members=m, non_members=n, held_out=h, reference=r, test=test)
+
+
+def check_reference_size(reference: int, members: int, held_out: int) -> int:
+    """Return how many calibration non-members a shadow model keeps from `reference` samples.
+
+    A shadow (or LiRA reference) model trains on `members` reference samples and stops /
+    regularizes on `held_out` more; the rest calibrate it. Raises DataError, naming the sizes,
+    when fewer than MIN_CALIBRATION would be left.
+    """
+    need = members + held_out + MIN_CALIBRATION
+    if reference < need:
+        raise DataError(
+            f"reference = {reference} is too small for shadow / reference models trained like "
+            f"the target: they need members + held_out + {MIN_CALIBRATION} calibration samples "
+            f"= {members} + {held_out} + {MIN_CALIBRATION} = {need}"
+        )
+    return reference - members - held_out
 
 
 def load_splits(
@@ -207,7 +253,8 @@ def load_splits(
     members: int | None = None,
     non_members: int | None = None,
     reference: int | None = None,
+    held_out: int | None = None,
 ) -> Splits:
-    """Load data set `name` and return its membership splits for `seed`."""
+    """Load data set `name` and return its membership splits for `seed` (see split_pool)."""
     pool = load_pool(name, data_root, download)
-    return split_pool(pool, seed, members, non_members, reference)
+    return split_pool(pool, seed, members, non_members, reference, held_out)

@@ -16,7 +16,16 @@ from torch import nn
 from . import attacks, metrics
 from .config import TrialConfig
 from .data import Split, Splits
-from .dtc import DtcOptions, dtc, resolve_tau, summarize_dtc, true_class_confidence
+from .dtc import (
+    DtcOptions,
+    DtcResult,
+    balanced_rows,
+    dtc,
+    resolve_tau,
+    summarize_dtc,
+    true_class_margin,
+)
+from .leakage import excess
 from .models import fuse_for_inference
 
 
@@ -64,20 +73,27 @@ def _reference_scores(
 ) -> tuple[list[nn.Module], dict[str, np.ndarray] | None, np.ndarray | None]:
     """Train the reference models; return them and the shadow's calibration scores + labels.
 
-    The first reference model doubles as the shadow: its trained half of the reference data
-    are its members, the other half its non-members, and the thresholds that separate them
-    best are what the calibrated protocol applies to the target.
+    The first reference model doubles as the shadow. Trained like the target (as many
+    reference samples as the target has members, its own held-out slice as large as the
+    target's), its trained rows are its members and the rest of the reference split, which it
+    never trained, stopped or regularized on, its non-members; the thresholds that separate
+    them best are what the calibrated protocol applies to the target.
     """
     options = config.attacks
     k = max(options.lira_reference_models, 1 if options.shadow_calibration else 0)
     if k == 0:
         return [], None, None
-    models = attacks.train_reference_models(config, splits.info, splits.reference, k, device)
+    sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
+    models = attacks.train_reference_models(
+        config, splits.info, splits.reference, k, device, **sizes
+    )
     if not options.shadow_calibration:
         return models, None, None
-    trained, other = attacks.reference_halves(len(splits.reference), k, config.seed)[0]
+    trained, _held_out, calibration = attacks.reference_rows(
+        len(splits.reference), sizes["n_trained"], sizes["n_held_out"], 1, config.seed
+    )[0]
     shadow_eval = balanced_evaluation(
-        splits.reference.take(trained), splits.reference.take(other), config.seed
+        splits.reference.take(trained), splits.reference.take(calibration), config.seed
     )
     scores = attacks.score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
     return models, scores, shadow_eval.is_member
@@ -95,7 +111,9 @@ def measure_privacy(
     `members` are the samples the model was actually trained on. Columns: for each attack
     `<attack>_adv`, `_auc`, CIs, `_tpr_at_1pct`, null baseline, `_adv_calibrated` where a
     shadow model calibrates; `loss_yeom_adv` (threshold = mean training loss); `adv` (max
-    advantage over attacks); `dtc_*` when DtC is on.
+    advantage over attacks) with its own null `adv_null_q95` / `adv_p` (the null of the
+    maximum) and `adv_excess` = max(0, adv - adv_null_q95); `dtc_*` when DtC is on, with
+    `dtc_adv_null_q95`, `dtc_adv_p` and `dtc_adv_excess` likewise.
     """
     options = config.attacks
     model = fuse_for_inference(model)
@@ -129,6 +147,7 @@ def measure_privacy(
         scores["loss"], evaluation.is_member, attacks.yeom_score_threshold(train_losses)
     )
     columns["adv"] = max(columns[f"{name}_adv"] for name in scores)
+    columns.update(_best_attack_null(scores, evaluation.is_member, options, config.seed))
 
     per_sample: dict[str, np.ndarray] = {
         "sample_index": evaluation.indices,
@@ -139,18 +158,45 @@ def measure_privacy(
     if config.dtc.enabled:
         dtc_columns, distance, censored = _measure_dtc(config, splits, model, evaluation)
         columns.update(dtc_columns)
+        columns["dtc_adv_excess"] = excess(columns["dtc_adv"], columns.get("dtc_adv_null_q95"))
         per_sample["dtc"] = distance
         per_sample["dtc_censored"] = censored
     return columns, per_sample
 
 
+def _best_attack_null(
+    scores: dict[str, np.ndarray], is_member: np.ndarray, options: Any, seed: int
+) -> dict[str, float | None]:
+    """Return `adv`'s null columns: the null of the maximum over the attacks.
+
+    `adv_null_q95` and `adv_p` come from permuting the membership labels once per replicate,
+    recomputing every attack's advantage and keeping the maximum (a single attack's null is too
+    small for a best-of-several); `adv_excess` = max(0, adv - adv_null_q95). All None when
+    `attacks.n_permutations` is 0.
+    """
+    if not options.n_permutations:
+        return {"adv_null_q95": None, "adv_p": None, "adv_excess": None}
+    null = metrics.null_max_advantage(scores, is_member, options.n_permutations, seed)
+    return {
+        "adv_null_q95": null.q95,
+        "adv_p": null.p_value,
+        "adv_excess": excess(null.observed, null.q95),
+    }
+
+
 def _measure_dtc(
     config: TrialConfig, splits: Splits, model: nn.Module, evaluation: Evaluation
-) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+) -> tuple[dict[str, float | None], np.ndarray, np.ndarray]:
     """Return DtC's summary and per-sample distances (NaN for samples not measured).
 
-    At most `dtc.max_samples` samples are measured, half members and half non-members; tau's
-    quantile comes from the reference data, which are non-members of the target.
+    At most `dtc.max_samples` samples are measured, half members and half non-members, with
+    as many members as non-members of every class (:func:`raymia.dtc.balanced_rows`, seeded by
+    config.seed; classes in proportion to the evaluation set). Confidence is the true-class
+    margin phi = z_y - logsumexp_{i != y} z_i (the logit of p_y, see :mod:`raymia.dtc`); tau's
+    quantile comes from the margins of the reference data, which are non-members of the target.
+    The summary's ``dtc_tau`` is that margin target (logit domain: p_y = sigmoid(dtc_tau)), and
+    ``dtc_adv_null_q95`` / ``dtc_adv_p`` its permutation null (config.attacks.n_permutations
+    label shuffles; None when 0).
     """
     settings = config.dtc
     options = DtcOptions(
@@ -160,15 +206,22 @@ def _measure_dtc(
         pgd_steps=settings.pgd_steps,
         tau=settings.tau,
     )
-    reference_confidence = true_class_confidence(model, splits.reference.x, splits.reference.y)
-    tau = resolve_tau(settings.tau, reference_confidence)
+    reference_margin = true_class_margin(model, splits.reference.x, splits.reference.y)
+    tau = resolve_tau(settings.tau, reference_margin)
     n = len(evaluation.is_member) // 2
-    per_side = min(n, settings.max_samples // 2)
-    rows = np.r_[np.arange(per_side), n + np.arange(per_side)]
+    y = evaluation.y.numpy()
+    member_rows, non_member_rows = balanced_rows(
+        y[:n], y[n:], min(n, settings.max_samples // 2), config.seed
+    )
+    rows = np.r_[member_rows, n + non_member_rows]
     result = dtc(model, evaluation.x[rows], evaluation.y[rows], tau, options)
-    member_rows = np.arange(per_side)
-    non_member_rows = per_side + np.arange(per_side)
-    summary = summarize_dtc(_take(result, member_rows), _take(result, non_member_rows))
+    per_side = len(member_rows)
+    summary = summarize_dtc(
+        _take(result, np.arange(per_side)),
+        _take(result, per_side + np.arange(per_side)),
+        n_permutations=config.attacks.n_permutations,
+        seed=config.seed,
+    )
     summary["dtc_tau"] = tau
     distance = np.full(2 * n, np.nan)
     censored = np.zeros(2 * n, bool)
@@ -177,5 +230,6 @@ def _measure_dtc(
     return summary, distance, censored
 
 
-def _take(result, rows: np.ndarray):
-    return type(result)(distance=result.distance[rows], censored=result.censored[rows])
+def _take(result: DtcResult, rows: np.ndarray) -> DtcResult:
+    """Return the DtC results of ``rows``."""
+    return DtcResult(distance=result.distance[rows], censored=result.censored[rows])

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .config import Mechanisms, TrialConfig
+from .config import ConfigError, Mechanisms, TrialConfig
 from .data import DatasetInfo, Split
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
 from .models import build_model, init_parameters, use_generator
@@ -34,11 +34,17 @@ class TrainResult:
 
 
 def resolve_device(setting: str) -> torch.device:
-    """Return the torch device for a config's `device` ("auto" picks CUDA when present)."""
+    """Return the torch device for a config's `device` ("auto" picks CUDA when present).
+
+    Raises ConfigError (one line) when "cuda" is asked for on a machine without CUDA; the
+    command line calls this before any data is loaded.
+    """
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but CUDA is not available")
+        raise ConfigError(
+            "device = 'cuda': CUDA is not available on this machine; use device=cpu or auto"
+        )
     return torch.device(setting)
 
 
@@ -66,13 +72,24 @@ def accuracy(model: nn.Module, split: Split, device: torch.device, batch_size: i
 
 
 def _optimizer(config: TrialConfig, model: nn.Module, options: dict) -> torch.optim.Optimizer:
-    options = {"weight_decay": 0.0, **options}
+    """Return the config's optimizer (Adam, or SGD with momentum 0.9) over `model`.
+
+    `weight_decay` (lambda) is the L2 penalty lambda / 2 * ||w||^2 on the weights (every
+    parameter with more than one dimension: Conv2d and Linear weights, not biases or
+    normalization parameters): its gradient lambda * w joins each weight's gradient before the
+    step, in both optimizers' coupled `weight_decay` (the same as adding it to the loss; under
+    DP-SGD, Opacus hands the inner optimizer the privatized gradient and the penalty joins it
+    there). Not AdamW's decoupled decay, which at lr 1e-3 barely moves the weights.
+    """
+    decay = float(options.get("weight_decay", 0.0))
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, **options)
-    if not options["weight_decay"]:
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
-    # the decoupled form, which shrinks the weights whatever the gradient's scale
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, **options)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -92,17 +109,18 @@ def train_model(
     info: DatasetInfo,
     members: Split,
     *,
-    reference: Split | None = None,
-    validation: Split | None = None,
+    held_out: Split | None = None,
     device: torch.device | None = None,
     seed_offset: int = 0,
     use_mechanisms: bool = True,
 ) -> TrainResult:
     """Train a fresh model on `members` under the config's mechanisms and return it.
 
-    `seed_offset` gives teachers and reference models their own randomness; `use_mechanisms`
-    False trains the plain model (the distillation teacher). Raises TrainingDiverged when the
-    loss becomes non-finite.
+    `held_out` is the model owner's own data beside the members, never trained on: early
+    stopping's validation set and adversarial regularization's reference set (needed only
+    when one of them is on). `seed_offset` gives teachers and reference models their own
+    randomness; `use_mechanisms` False trains the plain model (the distillation teacher).
+    Raises TrainingDiverged when the loss becomes non-finite.
     """
     started = time.perf_counter()
     device = device or resolve_device(config.device)
@@ -115,8 +133,7 @@ def train_model(
         generator=generator,
         rng=np.random.default_rng(seed),
         members=members,
-        reference=reference,
-        validation=validation,
+        held_out=held_out,
         seed=seed,
     )
     context.train_plain = lambda: (

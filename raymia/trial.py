@@ -10,39 +10,30 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import __version__
 from .config import TrialConfig, parse_trial_config
-from .data import Pool, Split, Splits, load_splits, split_pool
+from .data import Pool, Splits, check_reference_size, load_splits, split_pool
 from .measure import measure_privacy
 from .train import accuracy, resolve_device, train_model
-
-# Share of the members held out to judge early stopping (never trained on, so never counted
-# as members when attacks are scored).
-VALIDATION_SHARE = 0.1
 
 
 def resolve_splits(config: TrialConfig, data: Splits | Pool | None = None) -> Splits:
     """Return the config's membership splits from given splits, a shared pool, or the disk."""
     if isinstance(data, Splits):
         return data
-    sizes = dict(members=config.members, non_members=config.non_members, reference=config.reference)
+    sizes = dict(
+        members=config.members,
+        non_members=config.non_members,
+        reference=config.reference,
+        held_out=config.held_out,
+    )
     if isinstance(data, Pool):
         return split_pool(data, config.seed, **sizes)
     return load_splits(
         config.dataset, config.seed, data_root=config.data_root, download=config.download, **sizes
     )
-
-
-def carve_validation(config: TrialConfig, members: Split) -> tuple[Split, Split | None]:
-    """Return (trained members, validation slice); the slice exists only for early stopping."""
-    if not config.mechanisms.early_stopping:
-        return members, None
-    n_val = max(10, int(round(VALIDATION_SHARE * len(members))))
-    order = np.random.default_rng([config.seed, 7]).permutation(len(members))
-    return members.take(np.sort(order[n_val:])), members.take(np.sort(order[:n_val]))
 
 
 def versions() -> dict[str, str]:
@@ -90,25 +81,23 @@ def run_trial(
     `adv` (the largest advantage), the `dtc_*` summary, `train_seconds`, `measure_seconds`
     and versions. Per-sample scores ride separately under the key `scores` (a dict of
     equal-length arrays: sample_index, is_member, score_<attack>, dtc, dtc_censored).
-    `threads` caps torch's intra-op threads at the CPUs the scheduler gave this trial. Raises
-    TrainingDiverged when the loss becomes non-finite.
+    `threads` caps torch's intra-op threads at the CPUs the scheduler gave this trial. The
+    target trains on every member (`members_trained` = len(members)); early stopping and
+    adversarial regularization use the held-out split. Raises TrainingDiverged when the loss
+    becomes non-finite, DataError when the splits do not fit the protocol.
     """
     if not isinstance(config, TrialConfig):
         config = parse_trial_config(config)
     if threads:
         torch.set_num_threads(threads)
     splits = resolve_splits(config, data)
+    if config.attacks.shadow_calibration or config.attacks.lira_reference_models:
+        # Fail before training the target, not after it.
+        check_reference_size(len(splits.reference), len(splits.members), len(splits.held_out))
     device = resolve_device(config.device)
-    members, validation = carve_validation(config, splits.members)
-
-    trained = train_model(
-        config,
-        splits.info,
-        members,
-        reference=splits.reference,
-        validation=validation,
-        device=device,
-    )
+    members = splits.members
+    # The target trains on every member; its mechanisms' side data is the owner's held-out set.
+    trained = train_model(config, splits.info, members, held_out=splits.held_out, device=device)
     started = time.perf_counter()
     model = trained.model
     row: dict[str, Any] = {

@@ -11,7 +11,7 @@ from torch import nn
 
 from raymia import attacks, metrics
 from raymia.config import AttackOptions, Mechanisms, TrialConfig
-from raymia.data import load_splits
+from raymia.data import DataError, load_splits
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,7 +80,10 @@ def test_probability_scores_match_hand_computation():
     x, y = torch.from_numpy(X), torch.from_numpy(Y)
     np.testing.assert_allclose(attacks.per_sample_loss(model, x, y), loss, rtol=1e-12)
     np.testing.assert_allclose(attacks.loss_scores(model, x, y), -loss, rtol=1e-12)
-    np.testing.assert_allclose(attacks.confidence_scores(model, x, y), p_y, rtol=1e-12)
+    # confidence is reported as the logit of p_y (monotone in p_y, never rounded to 1)
+    np.testing.assert_allclose(
+        attacks.confidence_scores(model, x, y), np.log(p_y) - np.log1p(-p_y), rtol=1e-12
+    )
     np.testing.assert_allclose(attacks.entropy_scores(model, x, y), -entropy, rtol=1e-12)
     np.testing.assert_allclose(attacks.modified_entropy_scores(model, X, Y), -mentr, rtol=1e-12)
     # LiRA's statistic: log p_y - log(1 - p_y)
@@ -260,7 +263,9 @@ def test_reference_models_are_distinct_out_models_and_feed_lira(target, digits):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(attacks, "train_model", recording)
-        models = attacks.train_reference_models(config, digits.info, digits.reference, k=2)
+        models = attacks.train_reference_models(
+            config, digits.info, digits.reference, k=2, n_trained=50, n_held_out=20
+        )
 
     assert len(models) == 2
     assert all(not m.training for m in models for m in m.modules())
@@ -273,7 +278,8 @@ def test_reference_models_are_distinct_out_models_and_feed_lira(target, digits):
         used = set(members.indices)
         assert len(used) == 50 and used <= set(digits.reference.indices)
         assert not used & evaluated
-        assert not used & set(kwargs["reference"].indices)
+        held = set(kwargs["held_out"].indices)
+        assert len(held) == 20 and held <= set(digits.reference.indices) and not used & held
         assert kwargs["seed_offset"] >= 100
         halves.append(used)
     assert halves[0] != halves[1]
@@ -294,16 +300,93 @@ def test_reference_models_train_under_mechanisms_that_need_side_data(digits):
         device="cpu",
         mechanisms=Mechanisms(adv_reg=1.0, early_stopping=1),
     )
-    models = attacks.train_reference_models(config, digits.info, digits.reference, k=1)
+    sizes = {"n_trained": 50, "n_held_out": 20}
+    models = attacks.train_reference_models(config, digits.info, digits.reference, k=1, **sizes)
     assert len(models) == 1 and not models[0].training
-    assert attacks.train_reference_models(config, digits.info, digits.reference, k=0) == []
+    assert attacks.train_reference_models(config, digits.info, digits.reference, 0, **sizes) == []
 
 
-def test_reference_halves_are_seeded_halves():
-    halves = attacks.reference_halves(11, 3, seed=5)
-    again = attacks.reference_halves(11, 3, seed=5)
-    for (a, b), (c, d) in zip(halves, again, strict=True):
-        np.testing.assert_array_equal(a, c)
-        np.testing.assert_array_equal(b, d)
-        assert len(a) == 5 and np.array_equal(np.sort(np.r_[a, b]), np.arange(11))
-    assert not np.array_equal(halves[0][0], halves[1][0])
+def test_reference_rows_are_seeded_disjoint_and_sized():
+    rows = attacks.reference_rows(50, 20, 5, 3, seed=5)
+    again = attacks.reference_rows(50, 20, 5, 3, seed=5)
+    for (a, b, c), (d, e, f) in zip(rows, again, strict=True):
+        for got, want in ((a, d), (b, e), (c, f)):
+            np.testing.assert_array_equal(got, want)
+        assert (len(a), len(b), len(c)) == (20, 5, 25)
+        assert np.array_equal(np.sort(np.r_[a, b, c]), np.arange(50))
+    assert not np.array_equal(rows[0][0], rows[1][0])
+    with pytest.raises(DataError, match="reference = 44 is too small"):
+        attacks.reference_rows(44, 20, 5, 1, seed=5)
+
+
+# --------------------------------------------------------------------------------------------
+# Scores past float saturation
+# --------------------------------------------------------------------------------------------
+
+
+def _margin_logits(margins: list[float], classes: int = 10) -> torch.Tensor:
+    """Logits (float64) whose true class 0 leads every other class by the given margin."""
+    logits = torch.zeros(len(margins), classes, dtype=torch.float64)
+    logits[:, 0] = torch.tensor(margins, dtype=torch.float64)
+    return logits
+
+
+def test_scores_stay_ordered_past_float_saturation():
+    # Beyond a margin of about 37, float64's log_softmax gives loss exactly 0 and p_y exactly 1.
+    margins = [30.0, 40.0, 50.0, 60.0]
+    logits = _margin_logits(margins)
+    y = torch.zeros(len(margins), dtype=torch.long)
+    found = {k: v.numpy() for k, v in attacks._probability_scores(logits, y).items()}
+    loss = attacks._loss(logits, y)["loss"].numpy()
+    np.testing.assert_array_equal(loss, found["loss"])
+    assert np.all(loss > 0)
+    assert np.all(np.diff(loss) < 0)  # more confident, lower loss
+    for key in ("confidence", "entropy", "modified_entropy"):
+        assert np.all(np.diff(found[key]) > 0), key  # strictly increasing: no ties
+    # Known answers: 9 other classes, s = 9 e^-m, loss = log1p(s), phi = m - log 9,
+    # -H = -(log1p(s) / (1 + s) + s (m + log1p(s)) / (1 + s)), Mentr ~ 90 e^-2m.
+    m = np.array(margins)
+    s = 9 * np.exp(-m)
+    np.testing.assert_allclose(loss, np.log1p(s), rtol=1e-12)
+    np.testing.assert_allclose(found["confidence"], m - np.log(9), rtol=1e-12)
+    neg_entropy = -(np.log1p(s) + s * (m + np.log1p(s))) / (1 + s)
+    np.testing.assert_allclose(found["entropy"], neg_entropy, rtol=1e-9)
+    np.testing.assert_allclose(found["modified_entropy"], -90 * np.exp(-2 * m), rtol=1e-9)
+
+
+def test_stable_scores_equal_the_textbook_formulas_on_ordinary_logits():
+    gen = torch.Generator().manual_seed(0)
+    logits = 3.0 * torch.randn(200, 10, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (200,), generator=gen)
+    found = attacks._probability_scores(logits, y)
+    # The formulas before the stable log-softmax (exact wherever float64 does not saturate).
+    log_p = torch.log_softmax(logits, dim=1)
+    p = log_p.exp()
+    rows = torch.arange(200)
+    p_y, log_p_y = p[rows, y], log_p[rows, y]
+    others = torch.ones_like(p, dtype=torch.bool)
+    others[rows, y] = False
+    mentr = -(1 - p_y) * log_p_y - torch.where(others, p * torch.log1p(-p), 0.0).sum(dim=1)
+    np.testing.assert_allclose(found["loss"], -log_p_y, rtol=1e-12)
+    np.testing.assert_allclose(attacks._loss(logits, y)["loss"], -log_p_y, rtol=1e-12)
+    np.testing.assert_allclose(torch.sigmoid(found["confidence"]), p_y, rtol=1e-12)
+    np.testing.assert_allclose(found["entropy"], (p * log_p).sum(dim=1), rtol=1e-12)
+    np.testing.assert_allclose(found["modified_entropy"], -mentr, rtol=1e-12, atol=1e-15)
+
+
+def test_merlin_counts_loss_rises_past_float_saturation():
+    """A sample at margin ~50: every noisy copy that lowers the margin raises the loss, which
+    cross_entropy rounds to 0 on both sides; Merlin must still count those rises."""
+    import torch
+    from torch import nn
+
+    from raymia.attacks import merlin_scores
+
+    model = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[25.0, 0.0], [-25.0, 0.0]]))
+    x = torch.tensor([[1.0, 0.0]])  # margin 50 for class 0
+    y = torch.tensor([0])
+    score = merlin_scores(model, x, y, neighbours=200, sigma=0.1, seed=0)
+    # the margin falls for about half the copies (noise on the first input below 0)
+    assert 0.35 < score[0] < 0.65

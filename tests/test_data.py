@@ -7,35 +7,74 @@ import numpy as np
 import pytest
 import torch
 
-from raymia.data import DataError, load_pool, load_splits
+from raymia.data import (
+    DATASETS,
+    MIN_CALIBRATION,
+    DataError,
+    check_reference_size,
+    load_pool,
+    load_splits,
+)
+
+SETS = ("members", "non_members", "held_out", "reference")
 
 
 def test_digits_splits_are_disjoint_and_sized(digits):
-    sets = [set(digits.members.indices), set(digits.non_members.indices)]
-    sets.append(set(digits.reference.indices))
-    assert [len(s) for s in sets] == [500, 500, 437]
-    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    sets = [set(getattr(digits, name).indices) for name in SETS]
+    assert [len(s) for s in sets] == [350, 350, 100, 637]
+    assert len(set().union(*sets)) == 1437  # disjoint, and together the whole pool
     assert len(digits.test) == 360
-    assert digits.members.x.shape == (500, 1, 8, 8) and digits.members.x.dtype == torch.float32
+    assert digits.members.x.shape == (350, 1, 8, 8) and digits.members.x.dtype == torch.float32
+
+
+def test_default_sizes_fit_each_pool_and_leave_the_shadow_calibration_samples():
+    pools = {"digits": 1437, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+    for name, pool in pools.items():
+        info = DATASETS[name]
+        assert info.members + info.non_members + info.held_out + info.reference <= pool, name
+        left = check_reference_size(info.reference, info.members, info.held_out)
+        assert left >= MIN_CALIBRATION, name
 
 
 def test_same_seed_same_splits_on_any_machine():
     a, b = load_splits("digits", 3), load_splits("digits", 3)
-    assert np.array_equal(a.members.indices, b.members.indices)
+    for name in SETS:
+        assert np.array_equal(getattr(a, name).indices, getattr(b, name).indices)
     assert torch.equal(a.members.x, b.members.x)
     # Pinned: numpy's PCG64 permutation is the same everywhere; a change here breaks
-    # comparability with every sweep run before it.
-    digest = hashlib.sha256(a.members.indices.astype("<i8").tobytes()).hexdigest()[:16]
-    assert digest == "aaf4248a0ae41dc2"
+    # comparability with every sweep run before it. (Re-pinned on purpose when the protocol
+    # went from 500/500/437 to members/non_members/held_out/reference = 350/350/100/637.)
+    digests = {
+        name: hashlib.sha256(getattr(a, name).indices.astype("<i8").tobytes()).hexdigest()[:16]
+        for name in SETS
+    }
+    assert digests == {
+        "members": "898577aad190aa4e",
+        "non_members": "4de06ad661058ed3",
+        "held_out": "c491417fc73e69b0",
+        "reference": "c740bceb3c66d5e1",
+    }
     other = load_splits("digits", 4)
     assert not np.array_equal(a.members.indices, other.members.indices)
 
 
 def test_split_sizes_are_configurable_and_checked():
-    splits = load_splits("digits", 0, members=100, non_members=50, reference=20)
-    assert (len(splits.members), len(splits.non_members), len(splits.reference)) == (100, 50, 20)
+    splits = load_splits("digits", 0, members=100, non_members=50, reference=20, held_out=30)
+    sizes = tuple(len(getattr(splits, name)) for name in SETS)
+    assert sizes == (100, 50, 30, 20)
     with pytest.raises(DataError, match="exceeds the digits training pool of 1437"):
         load_splits("digits", 0, members=1000, non_members=1000)
+    with pytest.raises(DataError, match="held_out .* = 350 \\+ 350 \\+ 800 \\+ 637"):
+        load_splits("digits", 0, held_out=800)
+
+
+def test_too_small_reference_split_is_refused_naming_the_sizes():
+    assert check_reference_size(140, 100, 20) == 20
+    with pytest.raises(DataError) as err:
+        check_reference_size(139, 100, 20)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "reference = 139" in message and "100 + 20 + 20 = 140" in message
 
 
 def test_unknown_data_set():
@@ -72,7 +111,13 @@ def test_fashion_mnist_loads_from_torchvision_layout(tmp_path):
     _write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 255, (30, 28, 28)))
     _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(30) % 10)
     splits = load_splits(
-        "fashion-mnist", 1, data_root=str(tmp_path), members=40, non_members=40, reference=40
+        "fashion-mnist",
+        1,
+        data_root=str(tmp_path),
+        members=40,
+        non_members=40,
+        held_out=10,
+        reference=30,
     )
     assert splits.members.x.shape == (40, 1, 28, 28)
     assert len(splits.test) == 30

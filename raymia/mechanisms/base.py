@@ -73,8 +73,9 @@ class TrainContext:
     generator: torch.Generator
     rng: np.random.Generator
     members: Split
-    reference: Split | None = None
-    validation: Split | None = None
+    # The owner's held-out data (never trained on): early stopping validates on it, adversarial
+    # regularization draws its non-member reference batches from it.
+    held_out: Split | None = None
     # The model being trained, as the loop runs it (set once it is built and wrapped).
     model: nn.Module | None = None
     # Trains a plain model (no mechanisms) on the members; set by the training loop.
