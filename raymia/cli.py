@@ -99,10 +99,11 @@ def trial_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
-    from .train import TrainingDiverged
+    from .train import TrainingDiverged, resolve_device
     from .trial import run_trial
 
     config = trial_config_from_args(args)
+    resolve_device(config.device)  # a device that is not there fails here, before any work
     try:
         row = run_trial(config, threads=args.threads)
     except TrainingDiverged as err:
@@ -120,12 +121,19 @@ def _num(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _dp_detail(row: dict[str, Any]) -> str:
+    """Return " (accountant, delta)" for a DP-SGD row (both come with its config), else ""."""
+    if not row.get("dp_accountant"):
+        return ""
+    return f" ({row['dp_accountant']}, delta {row['dp_delta']:g})"
+
+
 def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
     """Return a trial's result as a short human-readable report."""
     lines = [
         f"dataset {row['dataset']}, seed {row['seed']}, mechanisms: {active or 'none'}",
         f"test_acc {_num(row['test_acc'])}   train_acc {_num(row['train_acc'])}   "
-        f"dp_epsilon {_num(row['dp_epsilon'], 2)}   epochs {row['epochs_run']}",
+        f"dp_epsilon {_num(row['dp_epsilon'], 2)}{_dp_detail(row)}   epochs {row['epochs_run']}",
         "",
         f"{'attack':<18}{'adv':>7}  {'95% CI':<15}{'AUC':>7}{'null q95':>10}{'p':>8}"
         f"{'calibrated':>12}",

@@ -1,8 +1,9 @@
 """Architectures per data set family.
 
 Grey 8x8 and 28x28 images get a small CNN; 32x32 colour images a VGG-style CNN. Both take a
-dropout rate and a normalization choice: BatchNorm normally, GroupNorm for DP-SGD, whose
-per-sample gradients BatchNorm's batch statistics would break.
+dropout rate and a normalization choice (the trial's `norm` setting): GroupNorm by default, for
+every trial alike, since DP-SGD's per-sample gradients rule out BatchNorm's batch statistics
+and one architecture keeps DP and non-DP trials comparable; BatchNorm or none on request.
 
 A model's randomness (initial weights, dropout masks) comes from generators the trial seeds,
 never from torch's process-wide generator: trials that share a process, one after another on a
@@ -140,7 +141,7 @@ class VGGStyle(nn.Module):
         return self.head(self.features(x))
 
 
-def build_model(info: DatasetInfo, dropout: float = 0.0, norm: Norm = "batch") -> nn.Module:
+def build_model(info: DatasetInfo, dropout: float = 0.0, norm: Norm = "group") -> nn.Module:
     """Return a model for the data set, initialized from torch's process-wide generator
     (a trial re-draws it from its own with :func:`init_parameters`)."""
     if info.channels == 3:

@@ -26,9 +26,13 @@ grid:               # OR an explicit list of mechanism settings (grid search): o
 
 Every strength and every distribution bound is checked against the mechanism's allowed range,
 and every grid entry and the fixed strengths as a whole (so a fixed DP-SGD + mixup is rejected
-here, not mid-sweep). Where DP-SGD and mixup, distillation or adversarial regularization are
-all searched, DP-SGD takes precedence: in a trial that samples DP-SGD on, the sweep switches
-the other off and records which in the row's `switched_off` column.
+here, not mid-sweep). Both are also checked against the fixed trial settings: cutout and crop
+padding against the data set's image size, DP-SGD against `trial.norm: batch`, `dp_delta`
+against the member count; a space that can draw a strength these rule out is rejected.
+
+Where DP-SGD and mixup, distillation or adversarial regularization are all searched, DP-SGD
+takes precedence: in a trial that samples DP-SGD on, the sweep switches the other off and
+records which in the row's `switched_off` column.
 """
 
 from __future__ import annotations
@@ -127,7 +131,7 @@ def _parse_entry(path: str, name: str, raw: Any) -> Entry:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         if problem := _strength_error(path, name, raw):
             raise ConfigError(f"{where} = {raw!r}: {problem}")
-        return ("off", None) if raw == 0 and name != "dp_clip" else ("fixed", raw)
+        return ("off", None) if raw == 0 and name not in Mechanisms.RIDERS else ("fixed", raw)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ConfigError(
             f"{where} = {raw!r}: expected off, a number, or one of "
@@ -197,6 +201,7 @@ def load_space(path: str | Path) -> SearchSpace:
                     describe_error(err, f"{where}: grid[{i}]").replace("mechanisms.", "")
                 ) from None
     _check_fixed_combination(where, entries)
+    _check_against_trial(where, doc.trial, entries, doc.grid or [])
     return SearchSpace(
         path=where,
         trial=doc.trial,
@@ -216,6 +221,41 @@ def _check_fixed_combination(where: str, entries: dict[str, Entry]) -> None:
         raise ConfigError(describe_error(err, where)) from None
     # A searched DP-SGD next to a searched clashing mechanism is allowed: the sweep switches
     # the clashing one off in the trials where DP-SGD is on (see raymia.sweep.DP_PRECEDENCE).
+
+
+def _trial_error(trial: dict[str, Any], mechanisms: dict[str, Any]) -> str | None:
+    """Return why `mechanisms` cannot run under the fixed `trial` settings (a rule that needs
+    the data set or a trial setting: image-size bounds, norm under DP-SGD, dp_delta against
+    the member count), or None when they can."""
+    try:
+        TrialConfig.model_validate({**trial, "mechanisms": mechanisms})
+    except ValidationError as err:
+        return describe_error(err, "").removeprefix(": ")
+    return None
+
+
+def _check_against_trial(
+    where: str, trial: dict[str, Any], entries: dict[str, Entry], grid: list[dict[str, Any]]
+) -> None:
+    """Reject a space that can draw a strength the trial settings rule out.
+
+    Every value a distribution can reach at its ends (every option of a choice) is checked
+    with the trial's data set and settings, one mechanism at a time (DP-SGD's riders next to
+    a stand-in noise of 1.0 where the space can turn DP-SGD on); every grid point as a whole.
+    """
+    dp_possible = entries.get("dp_noise", ("off", None))[0] != "off"
+    for name, (kind, args) in entries.items():
+        if kind == "off" or (name in Mechanisms.RIDERS and not dp_possible):
+            continue
+        stand_in = {"dp_noise": 1.0} if name in Mechanisms.RIDERS else {}
+        for value in [args] if kind == "fixed" else args:
+            if problem := _trial_error(trial, {**stand_in, name: value}):
+                entry = f"mechanisms.{name}" if kind == "fixed" else f"mechanisms.{name}.{kind}"
+                shown = args if kind == "fixed" else list(args)
+                raise ConfigError(f"{where}: {entry} = {shown!r}: {problem}")
+    for i, point in enumerate(grid):
+        if problem := _trial_error(trial, point):
+            raise ConfigError(f"{where}: grid[{i}]: {problem}")
 
 
 def _space_error(err: ValidationError, where: str) -> str:

@@ -40,7 +40,7 @@ def test_fusing_batch_norm_keeps_the_function():
     from raymia.models import fuse_for_inference
 
     torch.manual_seed(0)
-    model = build_model(DATASETS["digits"])
+    model = build_model(DATASETS["digits"], norm="batch")
     model.train()
     for _ in range(3):  # give BatchNorm non-trivial running statistics
         model(torch.randn(32, 1, 8, 8) * 2 + 0.5)

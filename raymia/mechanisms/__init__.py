@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .base import Batch, Mechanism, TrainContext
 from .inputs import Augment, Cutout, InputNoise, Mixup
-from .model import Dropout, WeightDecay
+from .model import Dropout, Normalization, WeightDecay
 from .outputs import ConfidencePenalty, Distillation, DisturbLabel, LabelSmoothing
 from .training import DPSGD, AdversarialRegularization, EarlyStopping
 
@@ -34,8 +34,10 @@ REGISTRY: dict[str, type[Mechanism]] = {
 
 
 def build_mechanisms(settings: Mechanisms, context: TrainContext) -> list[Mechanism]:
-    """Return the mechanisms `settings` turns on, bound to the training context."""
-    return [REGISTRY[name](strength, context) for name, strength in settings.active().items()]
+    """Return the mechanisms `settings` turns on, bound to the training context, after the
+    always-on `Normalization` unit (the trial's `norm` setting, not a mechanism)."""
+    active = [REGISTRY[name](strength, context) for name, strength in settings.active().items()]
+    return [Normalization(0, context), *active]
 
 
 __all__ = ["REGISTRY", "Batch", "Mechanism", "TrainContext", "build_mechanisms"]

@@ -1,4 +1,5 @@
-"""Model- and optimizer-level mechanisms: dropout and weight decay."""
+"""Model- and optimizer-level mechanisms: dropout and weight decay, and the trial's
+normalization layers (not a mechanism: a model option every trial feeds, see `Normalization`)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,28 @@ class Dropout(Mechanism):
 
 
 class WeightDecay(Mechanism):
-    """Weight decay `strength` (decoupled, AdamW-style, under Adam; L2 under SGD)."""
+    """An L2 penalty `strength` / 2 * ||w||^2 on the weights of every Conv2d and Linear layer
+    (not biases or normalization parameters), for Adam and SGD alike.
+
+    The optimizer adds the penalty's gradient, strength * w, to each weight's gradient before
+    its step (`raymia.train._optimizer`): the same as adding the penalty to the loss, and it
+    also holds under DP-SGD, where Opacus rebuilds the gradient from per-sample gradients of
+    the loss alone (a penalty inside the loss would be silently dropped there).
+    """
 
     name = "weight_decay"
     hooks = frozenset({"optimizer"})
 
     def optimizer_options(self) -> dict[str, Any]:
         return {"weight_decay": float(self.strength)}
+
+
+class Normalization(Mechanism):
+    """Not a regularizer: feeds the trial's `norm` setting (batch | group | none) to
+    `build_model`. `build_mechanisms` adds it to every trial, teachers included."""
+
+    name = "norm"
+    hooks = frozenset({"model"})
+
+    def model_options(self) -> dict[str, Any]:
+        return {"norm": self.context.config.norm}

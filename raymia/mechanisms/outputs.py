@@ -1,4 +1,11 @@
-"""Output-level mechanisms: label smoothing, confidence penalty, DisturbLabel, distillation."""
+"""Output-level mechanisms: label smoothing, confidence penalty, DisturbLabel, distillation.
+
+Target transforms run in `order`: distillation first (50), so that under distillation every
+other target transform acts on what the student is actually trained to fit, the teacher's soft
+targets; then DisturbLabel (55), label smoothing (60) and, last, mixup (90, inputs.py). Run
+before distillation, a transform's targets would be overwritten by the teacher's and the
+mechanism would be silently off.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,18 @@ from .base import Batch, Mechanism
 
 class DisturbLabel(Mechanism):
     """With probability `strength`, replace a sample's target by a uniformly drawn class
-    (Xie et al. 2016). Runs before the other target transforms."""
+    (Xie et al. 2016).
+
+    DisturbLabel disturbs the supervision the network fits. Under distillation that
+    supervision is the teacher's soft targets (the student never sees the hard labels;
+    Hinton et al. 2015, Shejwalkar & Houmansadr 2021), so there a disturbed sample's teacher
+    target is replaced by a random class. Runs after distillation and before label smoothing
+    and mixup, which then act on the disturbed targets.
+    """
 
     name = "disturb_label"
     hooks = frozenset({"targets"})
-    order = 40
+    order = 55
 
     def transform(self, batch: Batch) -> Batch:
         n, classes = batch.targets.shape
@@ -28,7 +42,9 @@ class Distillation(Mechanism):
     """Train on a teacher's soft targets at temperature `strength` (Hinton et al. 2015).
 
     The teacher is a plain model trained first on the same members; the student fits
-    softmax(teacher / T) with its own logits divided by T during training.
+    softmax(teacher / T) with its own logits divided by T during training. It runs first among
+    the target transforms: the others (DisturbLabel, label smoothing, mixup) then act on the
+    teacher's targets rather than being overwritten by them.
     """
 
     name = "distillation"
