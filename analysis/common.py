@@ -53,9 +53,11 @@ __all__ = [
     "write_text",
 ]
 
-#: Mechanism strength columns, in the order of `raymia.config.Mechanisms`. ``dp_clip`` is a
-#: setting of DP-SGD (it rides with ``dp_noise``), not a mechanism of its own.
-MECHANISMS: tuple[str, ...] = tuple(n for n in Mechanisms.model_fields if n != "dp_clip")
+#: Mechanism strength columns, in the order of `raymia.config.Mechanisms`. ``dp_clip`` and
+#: ``dp_delta`` are settings of DP-SGD (they ride with ``dp_noise``), not mechanisms.
+MECHANISMS: tuple[str, ...] = tuple(
+    n for n in Mechanisms.model_fields if n not in Mechanisms.RIDERS
+)
 
 #: Attacks whose ``<attack>_adv`` columns the tables and plots look for, in display order.
 ATTACKS: tuple[str, ...] = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")

@@ -47,6 +47,7 @@ from analysis.common import (  # noqa: E402
     run_main,
     write_text,
 )
+from raymia.leakage import DETECTED, leakage_verdict  # noqa: E402
 
 __all__ = ["BEATS_RULE", "main", "mechanism_summary", "mechanisms_markdown"]
 
@@ -100,13 +101,18 @@ def mechanism_summary(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.Data
     (baseline | single | combination), ``config`` (mechanisms with strengths), ``n`` (trials),
     ``seeds``, then ``<metric>_mean`` and ``<metric>_std`` (sample standard deviation; NaN
     for one trial) for test_acc, each attack's ``<attack>_adv`` present, ``adv`` and
-    ``dtc_adv``, then ``beats`` ("yes" | "no" | "n/a", blank for non-combinations) and
-    ``beats_detail`` (the rival it was judged against). Rows are sorted: baseline, singles by
-    mechanism and strength, then combinations. See the module docstring for the rule.
+    ``dtc_adv`` (and the nulls ``adv_null_q95``, ``adv_excess``, ``dtc_adv_null_q95`` where
+    present), ``leaks`` (how many of the trials show leakage above a null,
+    `raymia.leakage.leakage_verdict`), then ``beats`` ("yes" | "no" | "n/a", blank for
+    non-combinations) and ``beats_detail`` (the rival it was judged against). Rows are
+    sorted: baseline, singles by mechanism and strength, then combinations. See the module
+    docstring for the rule.
     """
     ok = ok_trials(df)
     metrics = ["test_acc"] + [f"{a}_adv" for a in attacks_in(ok)] + ["adv", "dtc_adv"]
+    metrics += ["adv_null_q95", "adv_excess", "dtc_adv_null_q95"]
     metrics = [m for m in metrics if m in ok.columns]
+    verdicts = ok.apply(leakage_verdict, axis=1) if len(ok) else pd.Series(dtype=str)
     settings = [s for s in SETTINGS if s in ok.columns and ok[s].nunique(dropna=False) > 1]
     records = ok.to_dict("records")
     keys = [_config_key(r) for r in records]
@@ -125,6 +131,7 @@ def mechanism_summary(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.Data
         row["n"] = len(members)
         seeds = sorted({int(s) for s in sel["seed"].dropna()}) if "seed" in sel else []
         row["seeds"] = ",".join(map(str, seeds))
+        row["leaks"] = int((verdicts.iloc[members] == DETECTED).sum())
         for m in metrics:
             values = pd.to_numeric(sel[m]).to_numpy(dtype=float)
             finite = values[np.isfinite(values)]
@@ -181,7 +188,7 @@ def mechanisms_markdown(summary: pd.DataFrame, tolerance: float = TOLERANCE) -> 
     """Return `mechanism_summary`'s table as Markdown, with a legend line and the rule."""
     metrics = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
     settings = [s for s in SETTINGS if s in summary.columns]
-    header = settings + ["kind", "configuration", "n"] + metrics
+    header = settings + ["kind", "configuration", "n"] + metrics + ["leaks"]
     combos = (summary["kind"] == "combination").any()
     if combos:
         header.append("beats best single?")
@@ -189,6 +196,7 @@ def mechanisms_markdown(summary: pd.DataFrame, tolerance: float = TOLERANCE) -> 
     for _, row in summary.iterrows():
         cells = [str(row[s]) for s in settings] + [row["kind"], row["config"], str(row["n"])]
         cells += [_mean_std(row, m) for m in metrics]
+        cells.append(f"{row['leaks']}/{row['n']}")
         if combos:
             verdict = row["beats"]
             cells.append(f"{verdict} ({row['beats_detail']})" if verdict else "")
@@ -196,7 +204,11 @@ def mechanisms_markdown(summary: pd.DataFrame, tolerance: float = TOLERANCE) -> 
     legend = (
         "Mean ± standard deviation over the n completed trials (seeds) of each configuration; "
         "`<attack>_adv` is that attack's membership advantage (TPR - FPR at the best "
-        "threshold), `adv` the best attack's, `dtc_adv` the DtC advantage; lower leaks less."
+        "threshold), `adv` the best attack's, `dtc_adv` the DtC advantage; lower leaks less. "
+        "`adv_null_q95` is the 95th percentile of `adv` on label-permuted data (the null of "
+        "the maximum over attacks), `adv_excess` = max(0, adv - adv_null_q95); `leaks` counts "
+        "the trials whose `adv` or `dtc_adv` clears its null (the rest show no detectable "
+        "leakage)."
     )
     text = f"{legend}\n\n{markdown_table(header, rows)}"
     if combos:

@@ -41,6 +41,7 @@ from analysis.common import (  # noqa: E402
     save_figure,
     write_text,
 )
+from raymia.leakage import leakage_verdict  # noqa: E402
 from raymia.pareto import Objective, pareto_front  # noqa: E402
 
 __all__ = ["front_markdown", "front_trials", "main", "plot_pareto"]
@@ -74,8 +75,9 @@ def front_markdown(front: pd.DataFrame, objectives: list[Objective]) -> str:
 
     Columns: ``sweep`` and ``dataset`` when the rows span several; ``trial``; ``mechanisms``
     (name=strength, or none); ``seed``; then test accuracy, the best attack's advantage, the
-    DtC advantage and any other objective column. Objective headers carry ↑ (maximised) or
-    ↓ (minimised).
+    DtC advantage and any other objective column (headers carry ↑ maximised or ↓ minimised);
+    ``leakage``: "no detectable leakage" where ``adv`` and ``dtc_adv`` both lie within their
+    permutation nulls (`raymia.leakage.leakage_verdict`), else "detected" (or "no null").
     """
     directions = {o.column: o for o in objectives}
     metrics = ["test_acc", "adv", "dtc_adv"]
@@ -84,11 +86,13 @@ def front_markdown(front: pd.DataFrame, objectives: list[Objective]) -> str:
     extra = [c for c in ("sweep", "dataset") if c in front.columns and front[c].nunique() > 1]
     header = extra + ["trial", "mechanisms", "seed"]
     header += [f"{m} {_arrow(directions[m])}" if m in directions else m for m in metrics]
+    header.append("leakage")
     rows = []
     for _, row in front.iterrows():
         seed = "-" if pd.isna(row.get("seed")) else str(int(row["seed"]))
         cells = [str(row[c]) for c in extra] + [str(row["trial_id"]), row["config"], seed]
         cells += [fmt(row[m]) for m in metrics]
+        cells.append(leakage_verdict(row))
         rows.append(cells)
     return markdown_table(header, rows)
 

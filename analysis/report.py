@@ -44,6 +44,7 @@ from analysis.common import (  # noqa: E402
 from analysis.mechanisms import TOLERANCE, mechanism_summary, mechanisms_markdown  # noqa: E402
 from analysis.pareto import front_markdown, front_trials, plot_pareto  # noqa: E402
 from analysis.roc import plot_trial, roc_png_name  # noqa: E402
+from raymia.leakage import NOT_DETECTABLE, UNKNOWN, leakage_verdict  # noqa: E402
 from raymia.pareto import Objective, default_reference, hypervolume_trace  # noqa: E402
 from raymia.results import ResultsError  # noqa: E402
 
@@ -142,6 +143,28 @@ def plot_hypervolume(
     return save_figure(fig, path)
 
 
+def leakage_sentence(ok: pd.DataFrame) -> str:
+    """Return a sentence counting the completed trials whose leakage lies within its null.
+
+    A trial shows "no detectable leakage" when its best attack's advantage (`adv`) and its
+    DtC advantage (`dtc_adv`) both lie within their permutation nulls' 95th percentiles
+    (`raymia.leakage.leakage_verdict`); such trials are listed by id.
+    """
+    verdicts = ok.apply(leakage_verdict, axis=1) if len(ok) else pd.Series(dtype=str)
+    quiet = ok.loc[verdicts == NOT_DETECTABLE, "trial_id"].astype(str).tolist()
+    unknown = int((verdicts == UNKNOWN).sum())
+    text = (
+        f"{len(quiet)} of {len(ok)} completed trials show no detectable leakage (the best "
+        "attack's advantage `adv` and the DtC advantage `dtc_adv` both within their "
+        "permutation nulls' 95th percentiles, `adv_null_q95` being the null of the maximum "
+        "over attacks)"
+    )
+    text += f": {', '.join(f'`{t}`' for t in quiet)}." if quiet else "."
+    if unknown:
+        text += f" {unknown} trial(s) have no null to judge against."
+    return text
+
+
 def _failures_markdown(df: pd.DataFrame) -> str:
     failed = df[df["status"] != "ok"]
     if failed.empty:
@@ -194,6 +217,8 @@ def write_report(
         f"{', '.join(f'`{t}`' for t in front['trial_id'])}.",
         "",
         front_markdown(front, objectives),
+        "",
+        leakage_sentence(ok),
         "",
         "![Pareto front: test accuracy against attack and DtC advantage]"
         f"({FIGURES_DIR}/pareto.png)",

@@ -14,10 +14,14 @@ the numbers that bear on it and whether they reproduce it, by these rules (means
    mean ``adv`` and a lower mean test accuracy than the baseline.
 3. *Some combination beats the best single mechanism*: `analysis/mechanisms.py`'s rule says
    "yes" for at least one combination.
-4. *DtC still separates members where the attacks fail*: trials where no attack's advantage
-   clears its permutation null (every ``<attack>_adv_p`` > 0.05) but DtC's does (members
-   closer to confident, permutation p < 0.05 on the saved per-sample distances); "weak
-   evidence" when that count is within about twice what chance alone gives (+1).
+4. *DtC still separates members where the attacks fail*: trials where the best attack's
+   advantage does not clear the null of the maximum over attacks (``adv_p`` > 0.05) but DtC's
+   does (members closer to confident, ``dtc_adv_p`` < 0.05); "weak evidence" when that count
+   is within about twice what chance alone gives (+1).
+
+Findings 1-3 are judged against the nulls too: a raised advantage must also clear its null,
+and every table counts the trials whose leakage clears a null (``leaks``). A last section
+states the measured size of the nulls.
 
 Writes Markdown to FILE (default: the first DIR's ``reproduction.md``).
 """
@@ -66,11 +70,20 @@ def _table(rows: pd.DataFrame) -> str:
             f"{fmt(r['adv_mean'])} ± {fmt(r['adv_std'])}",
             f"{fmt(r['loss_adv_mean'])} ± {fmt(r['loss_adv_std'])}",
             f"{fmt(r['dtc_adv_mean'])} ± {fmt(r['dtc_adv_std'])}",
+            fmt(r.get("adv_null_q95_mean")),
+            f"{r['leaks']}/{int(r['n'])}",
         ]
         for _, r in rows.iterrows()
     ]
     header = ["configuration", "n", "test_acc", "adv (best attack)", "loss_adv", "dtc_adv"]
+    header += ["adv null q95", "leaks"]
     return markdown_table(header, body)
+
+
+def _null_bar(row: pd.Series) -> float:
+    """Return the mean null 95th percentile of `adv` for a summary row (0 when unmeasured)."""
+    value = row.get("adv_null_q95_mean")
+    return float(value) if value is not None and np.isfinite(value) else 0.0
 
 
 def label_smoothing(summary: pd.DataFrame) -> tuple[str, str]:
@@ -79,12 +92,14 @@ def label_smoothing(summary: pd.DataFrame) -> tuple[str, str]:
     base = summary[summary["kind"] == "baseline"].iloc[0]
     bar = base["adv_mean"] + (base["adv_std"] if np.isfinite(base["adv_std"]) else 0.0)
     ls = rows[rows["kind"] == "single"]
-    raised = ls[ls["adv_mean"] > bar]
+    raised = ls[(ls["adv_mean"] > bar) & (ls["adv_mean"] > ls.apply(_null_bar, axis=1))]
     verdict = "reproduced" if len(raised) else "not reproduced"
     text = f"Baseline mean adv {fmt(base['adv_mean'])} (+1 sd = {fmt(bar)}). " + (
-        f"Label smoothing at {', '.join(raised['config'])} raises it above that."
+        f"Label smoothing at {', '.join(raised['config'])} raises it above that and above "
+        "its own null (`adv null q95`, the 95th percentile of the best attack's advantage on "
+        "label-permuted data)."
         if len(raised)
-        else "No label-smoothing strength raises the mean advantage above that bar."
+        else "No label-smoothing strength raises the mean advantage above that bar and its null."
     )
     return verdict, text + "\n\n" + _table(rows)
 
@@ -102,7 +117,9 @@ def dp_sgd(summary: pd.DataFrame) -> tuple[str, str]:
     text = (
         f"Strongest DP-SGD ({strongest['config']}): mean adv {fmt(strongest['adv_mean'])} vs "
         f"baseline {fmt(base['adv_mean'])}; mean test accuracy "
-        f"{fmt(strongest['test_acc_mean'])} vs {fmt(base['test_acc_mean'])}."
+        f"{fmt(strongest['test_acc_mean'])} vs {fmt(base['test_acc_mean'])}. Leakage above "
+        f"a null in {strongest['leaks']} of its {int(strongest['n'])} trials (baseline: "
+        f"{base['leaks']} of {int(base['n'])})."
     )
     return verdict, text + "\n\n" + _table(rows)
 
@@ -133,27 +150,44 @@ def combinations(summary: pd.DataFrame) -> tuple[str, str]:
     return verdict, text + "\n\n" + markdown_table(header, body)
 
 
+def _attack_p(trial: pd.Series, attacks: list[str]) -> float | None:
+    """Return the p-value that the attacks leak: the null of their maximum (`adv_p`) where the
+    row has it, else (older rows) the smallest single-attack p-value."""
+    pvalues = [trial.get("adv_p")] if "adv_p" in trial else []
+    if not pvalues or pvalues[0] is None or not np.isfinite(pvalues[0]):
+        pvalues = [trial.get(f"{a}_adv_p") for a in attacks]
+    if any(p is None or not np.isfinite(p) for p in pvalues):
+        return None
+    return float(min(pvalues))
+
+
+def _dtc_p(trial: pd.Series, n_permutations: int) -> float | None:
+    """Return DtC's permutation p-value: the row's `dtc_adv_p`, else from the saved scores."""
+    p = trial.get("dtc_adv_p")
+    if p is not None and np.isfinite(p):
+        return float(p)
+    try:
+        scores = load_scores(Path(trial["sweep_dir"]), trial["trial_id"])
+    except ResultsError:
+        return None
+    measured = scores["dtc"].notna().to_numpy()
+    distance = scores["dtc"].to_numpy(float)[measured]
+    is_member = scores["is_member"].to_numpy(bool)[measured]
+    return null_advantage(-distance, is_member, n_permutations=n_permutations, seed=0).p_value
+
+
 def dtc_where_attacks_fail(df: pd.DataFrame, n_permutations: int = 500) -> tuple[str, str]:
-    """Return (verdict, section) for finding 4, from the saved per-sample DtC."""
+    """Return (verdict, section) for finding 4."""
     ok = ok_trials(df)
     attacks = attacks_in(ok)
     rows, hits, failing = [], 0, 0
     for _, trial in ok.iterrows():
-        pvalues = [trial.get(f"{a}_adv_p") for a in attacks]
-        if any(p is None or not np.isfinite(p) for p in pvalues):
-            continue
-        if min(pvalues) <= ALPHA:
-            continue  # some attack already shows leakage
+        attack_p = _attack_p(trial, attacks)
+        if attack_p is None or attack_p <= ALPHA:
+            continue  # unjudged, or the attacks already show leakage
         failing += 1
-        try:
-            scores = load_scores(Path(trial["sweep_dir"]), trial["trial_id"])
-        except ResultsError:
-            continue
-        measured = scores["dtc"].notna().to_numpy()
-        distance = scores["dtc"].to_numpy(float)[measured]
-        is_member = scores["is_member"].to_numpy(bool)[measured]
-        null = null_advantage(-distance, is_member, n_permutations=n_permutations, seed=0)
-        separates = null.p_value < ALPHA and trial["dtc_auc"] > 0.5
+        dtc_p = _dtc_p(trial, n_permutations)
+        separates = dtc_p is not None and dtc_p < ALPHA and trial["dtc_auc"] > 0.5
         hits += separates
         if separates:
             rows.append(
@@ -161,18 +195,19 @@ def dtc_where_attacks_fail(df: pd.DataFrame, n_permutations: int = 500) -> tuple
                     trial["trial_id"],
                     trial["config"],
                     fmt(trial["test_acc"]),
-                    fmt(min(pvalues)),
+                    fmt(attack_p),
                     fmt(trial["dtc_auc"]),
-                    fmt(null.p_value),
+                    fmt(dtc_p),
                 ]
             )
     weak = hits <= 2 * failing * ALPHA + 1
     verdict = "not reproduced" if not hits else "weak evidence" if weak else "reproduced"
     text = (
-        f"{failing} of {len(ok)} completed trials show no attack advantage above its "
-        f"permutation null (every attack's p > {ALPHA}); in {hits} of them DtC still separates "
-        f"members from non-members (members closer, permutation p < {ALPHA}); by chance alone "
-        f"about {failing * ALPHA:.1f} of {failing} would, so {hits} is "
+        f"{failing} of {len(ok)} completed trials show no attack advantage above the null "
+        f"of the best attack (`adv_p` > {ALPHA}: labels permuted, every attack recomputed, "
+        f"the maximum taken); in {hits} of them DtC still separates members from non-members "
+        f"(members closer, DtC's own permutation p < {ALPHA}); by chance alone about "
+        f"{failing * ALPHA:.1f} of {failing} would, so {hits} is "
         f"{'weak' if weak else 'clear'} evidence."
     )
     above = ok[pd.to_numeric(ok["dtc_adv"]) > pd.to_numeric(ok["adv"])]
@@ -180,12 +215,48 @@ def dtc_where_attacks_fail(df: pd.DataFrame, n_permutations: int = 500) -> tuple
         f" For comparison, DtC's advantage exceeds the best attack's in {len(above)} of "
         f"{len(ok)} trials ({', '.join(sorted(above['mechanisms_on'].unique())) or 'none'}); "
         "DtC is measured on fewer samples (`dtc.max_samples`), which inflates an optimistic "
-        "advantage, so that count is an upper bound."
+        "advantage (its own null, `dtc_adv_null_q95`, is larger), so that count is an upper "
+        "bound."
     )
     if rows:
-        header = ["trial", "configuration", "test_acc", "smallest attack p", "dtc_auc", "dtc p"]
+        header = ["trial", "configuration", "test_acc", "attacks' p", "dtc_auc", "dtc p"]
         text += "\n\n" + markdown_table(header, rows)
     return verdict, text
+
+
+def null_sizes(df: pd.DataFrame) -> str:
+    """Return a section stating the measured size of the nulls in these trials.
+
+    For one attack (the loss attack's `loss_adv_null_q95`), the maximum over the attacks
+    (`adv_null_q95`) and DtC (`dtc_adv_null_q95`): mean and range over completed trials, with
+    the evaluation set's size per side (`eval_members`) and DtC's measured samples.
+    """
+    ok = ok_trials(df)
+    lines = []
+    for column, what in (
+        ("loss_adv_null_q95", "one attack (loss)"),
+        ("adv_null_q95", "the maximum over the attacks (`adv`)"),
+        ("dtc_adv_null_q95", "DtC (`dtc_adv`)"),
+    ):
+        if column not in ok:
+            continue
+        values = pd.to_numeric(ok[column], errors="coerce").dropna()
+        if values.empty:
+            continue
+        lines.append(
+            f"- {what}: 95th percentile of the no-leakage advantage {fmt(values.mean())} on "
+            f"average (range {fmt(values.min())}-{fmt(values.max())}, {len(values)} trials)"
+        )
+    if not lines:
+        return "These trials carry no permutation nulls."
+    sizes = []
+    if "eval_members" in ok:
+        sizes.append(f"{fmt(pd.to_numeric(ok['eval_members']).median())} members per side")
+    if "dtc_measured" in ok:
+        sizes.append(f"DtC on {fmt(pd.to_numeric(ok['dtc_measured']).median())} samples")
+    head = "Measured on these trials' own scores (labels permuted, statistic recomputed"
+    head += f"; {', '.join(sizes)})" if sizes else ")"
+    return head + ":\n\n" + "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
@@ -219,6 +290,7 @@ def main(argv: list[str]) -> int:
     ]
     for i, (name, (verdict, section)) in enumerate(findings, start=1):
         lines += [f"## {i}. {name}: {verdict}", "", section, ""]
+    lines += ["## The size of the nulls", "", null_sizes(df), ""]
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "reproduction.md"
     write_text(out, "\n".join(lines))
     print("\n".join(lines[: 8 + len(findings)]))

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, Mechanisms, TrialConfig
+from .leakage import leakage_verdict
 from .pareto import Objective, pareto_front, parse_objectives
 from .results import TrialsWriter, load_results, write_scores
 from .space import SearchSpace, load_space
@@ -45,6 +46,7 @@ STUDY_NAME = "raymia"
 _ATTACKS = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
 OBJECTIVE_COLUMNS = frozenset(
     {"test_acc", "train_acc", "adv", "dtc_adv", "dtc_auc", "loss_yeom_adv"}
+    | {"adv_excess", "dtc_adv_excess"}
     | {f"{a}_{m}" for a in _ATTACKS for m in ("adv", "auc")}
 )
 
@@ -94,7 +96,8 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
         objectives = settings.objective_list()
     except ValueError as err:
         raise ConfigError(f"--objectives: {err}") from None
-    dtc_on = TrialConfig.model_validate(space.trial).dtc.enabled
+    trial = TrialConfig.model_validate(space.trial)
+    dtc_on = trial.dtc.enabled
     for objective in objectives:
         if objective.column not in OBJECTIVE_COLUMNS:
             raise ConfigError(
@@ -105,6 +108,11 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
             raise ConfigError(
                 f"--objectives: {objective.column} needs DtC, but {space.path} sets "
                 "trial.dtc.enabled: false"
+            )
+        if objective.column.endswith("_excess") and not trial.attacks.n_permutations:
+            raise ConfigError(
+                f"--objectives: {objective.column} is measured against the permutation null, "
+                f"but {space.path} sets trial.attacks.n_permutations: 0"
             )
         if objective.column.startswith("lira_") and not space.trial.get("attacks", {}).get(
             "lira_reference_models"
@@ -547,18 +555,24 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
 
 
 def front_table(df: Any, objectives: list[Objective]) -> str:
-    """Return the Pareto front of `df` as a Markdown table (trial, mechanisms on, objectives)."""
+    """Return the Pareto front of `df` as a Markdown table.
+
+    Columns: trial, mechanisms on, the objectives, and the leakage verdict against the nulls
+    (`raymia.leakage.leakage_verdict`: "no detectable leakage" where every leakage statistic
+    lies within its permutation null).
+    """
     ok = df[df["status"] == "ok"] if "status" in df else df
     if ok.empty:
         return "(no successful trials: no Pareto front)"
     front = pareto_front(ok, objectives)
-    names = [n for n in Mechanisms.model_fields if n != "dp_clip"]
-    header = ["trial", "mechanisms"] + [str(o) for o in objectives]
+    names = [n for n in Mechanisms.model_fields if n not in Mechanisms.RIDERS]
+    header = ["trial", "mechanisms"] + [str(o) for o in objectives] + ["leakage"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in front.iterrows():
         on = [f"{n}={_fmt(row[n])}" for n in names if n in row and _is_on(row[n])]
         cells = [str(row["trial_id"]), ", ".join(on) or "none"]
         cells += [_fmt(row[o.column]) for o in objectives]
+        cells.append(leakage_verdict(row))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

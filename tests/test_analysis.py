@@ -417,3 +417,64 @@ def test_report_on_a_real_sweep_as_a_script(real_sweep):
         assert f"(figures/{name})" in text
         assert_png(real_sweep / "figures" / name)
     assert "## Mechanisms" in text and "completed trial" in text
+
+
+def test_report_marks_trials_without_detectable_leakage(tmp_path, capsys):
+    """A trial whose adv and dtc_adv lie within their nulls reads "no detectable leakage"."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i, (acc, adv, adv_q95, dtc_adv, dtc_q95) in enumerate(
+        [(0.98, 0.40, 0.09, 0.30, 0.16), (0.80, 0.05, 0.09, 0.10, 0.16)]
+    ):
+        row = trial_row(f"t{i}", 0, acc, adv, dp_noise=float(i))
+        row.update(adv_null_q95=adv_q95, dtc_adv=dtc_adv, dtc_adv_null_q95=dtc_q95)
+        row["finished_at"] = 1000.0 + i
+        rows.append(row)
+        write_synthetic_scores(tmp_path, f"t{i}", rng, shift=2 * adv)
+    write_trials(tmp_path, rows)
+    code, out, err = run(pareto, [tmp_path, "--out", tmp_path / "p"], capsys)
+    assert code == 0, err
+    table = (tmp_path / "p" / "pareto.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if "| t" in line}
+    assert lines["t0"].rstrip(" |").endswith("detected")
+    assert lines["t1"].rstrip(" |").endswith("no detectable leakage")
+    code, out, err = run(report, [tmp_path, "--max-roc", "0"], capsys)
+    assert code == 0, err
+    text = (tmp_path / "report.md").read_text()
+    assert "1 of 2 completed trials show no detectable leakage" in text
+    assert "`t1`." in text
+
+
+def test_reproduction_judges_against_the_nulls(tmp_path, capsys):
+    """A label-smoothing rise that stays within the null of the maximum is not a finding; the
+    DtC finding reads the rows' own adv_p / dtc_adv_p; the nulls' sizes are reported."""
+    out = tmp_path / "paper"
+    rng = np.random.default_rng(2)
+    rows = []
+    configs = [
+        ({}, 0.97, 0.05, 0.5, 0.01),
+        ({"label_smoothing": 0.1}, 0.96, 0.08, 0.3, 0.5),
+        ({"dp_noise": 1.0}, 0.70, 0.03, 0.6, 0.6),
+    ]
+    for seed in (0, 1):
+        for i, (config, acc, adv, adv_p, dtc_p) in enumerate(configs):
+            trial_id = f"t{seed}{i}"
+            row = trial_row(trial_id, seed, acc, adv + 0.001 * seed, **config)
+            row.update(adv_p=adv_p, adv_null_q95=0.09, dtc_adv_p=dtc_p, dtc_adv_null_q95=0.16)
+            row.update({f"{a}_adv_p": 0.001 for a in ATTACKS})  # single-attack p: ignored
+            row.update(loss_adv_null_q95=0.07, dtc_adv=0.1, eval_members=340)
+            rows.append(row)
+            write_synthetic_scores(out, trial_id, rng, shift=0.0)
+    write_trials(out, rows)
+    code, printed, err = run(reproduction, [out, "--out", tmp_path / "R.md"], capsys)
+    assert code == 0, err
+    text = (tmp_path / "R.md").read_text()
+    assert "| Label smoothing can raise attack advantage | not reproduced |" in text
+    # the baseline's two seeds: attacks within the null of their maximum, DtC p = 0.01; 2 hits
+    # of 6 is above twice chance (0.6) + 1
+    assert "| DtC still separates members where the attacks fail | reproduced |" in text
+    assert "6 of 6 completed trials show no attack advantage above the null" in text
+    assert "in 2 of them DtC still separates" in text
+    assert "## The size of the nulls" in text
+    assert "one attack (loss): 95th percentile of the no-leakage advantage 0.07" in text
+    assert "the maximum over the attacks (`adv`): 95th percentile" in text

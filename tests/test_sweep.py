@@ -254,3 +254,39 @@ def test_sweep_on_a_two_node_cluster_through_the_entry_script(space, tmp_path):
             os.environ.pop("RAY_TMPDIR", None)
         else:
             os.environ["RAY_TMPDIR"] = previous
+
+
+def test_front_table_says_whether_leakage_is_detectable():
+    import pandas as pd
+
+    from raymia.pareto import parse_objectives
+    from raymia.sweep import front_table
+
+    df = pd.DataFrame(
+        [
+            {"trial_id": "a", "status": "ok", "test_acc": 0.98, "adv": 0.40, "adv_null_q95": 0.09},
+            {"trial_id": "b", "status": "ok", "test_acc": 0.80, "adv": 0.05, "adv_null_q95": 0.09},
+        ]
+    )
+    table = front_table(df, parse_objectives("acc:max,adv:min"))
+    assert "| a | none | 0.98 | 0.4 | detected |" in table
+    assert "| b | none | 0.8 | 0.05 | no detectable leakage |" in table
+
+
+def test_excess_objective_needs_the_null(tmp_path):
+    from raymia.space import load_space
+    from raymia.sweep import SweepSettings, check_settings
+
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "trial: {epochs: 1, attacks: {n_permutations: 0}}\n"
+        "mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
+    )
+    space = load_space(path)
+    settings = SweepSettings(
+        space=str(path), out=str(tmp_path / "out"), objectives="acc:max,adv_excess:min"
+    )
+    with pytest.raises(Exception, match="n_permutations: 0"):
+        check_settings(settings, space)
+    path.write_text("trial: {epochs: 1}\nmechanisms: {dropout: {uniform: [0.0, 0.5]}}\n")
+    check_settings(settings, load_space(path))
