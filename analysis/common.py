@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from raymia.config import Mechanisms  # noqa: E402
+from raymia.errors import AnalysisError, UserError  # noqa: E402
 from raymia.pareto import ALIASES, Objective, parse_objectives  # noqa: E402
-from raymia.results import ResultsError, load_results  # noqa: E402
+from raymia.results import load_results  # noqa: E402
 
 __all__ = [
     "ATTACKS",
@@ -67,10 +68,6 @@ DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
 
 #: Label of a trial with every mechanism off.
 NONE_LABEL = "none"
-
-
-class AnalysisError(Exception):
-    """A bad input for an analysis script; the message is one line meant for the user."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,8 +312,9 @@ def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 def run_main(main: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> int:
     """Run a script's ``main(argv)``; return its exit code.
 
-    AnalysisError, ResultsError and OSError (e.g. an unwritable output path) become one line
-    ``analysis: error: ...`` on stderr and exit code 2, without a traceback.
+    A `raymia.errors.UserError` (AnalysisError, ResultsError, ...) and an OSError (e.g. an
+    unwritable output path) become one line ``analysis: error: ...`` on stderr and exit code
+    2, without a traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -325,7 +323,7 @@ def run_main(main: Callable[[list[str]], int], argv: Sequence[str] | None = None
         # The reader (e.g. `| head`) went away: stop quietly, as command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AnalysisError, ResultsError) as err:
+    except UserError as err:
         message = " ".join(str(err).split())
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""

@@ -19,11 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import ConfigError
+
 DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message is one line meant for the user."""
 
 
 class _Strict(BaseModel):

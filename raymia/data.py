@@ -27,9 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataError(ValueError):
-    """The data cannot be loaded as asked; the message is one line meant for the user."""
+from .errors import DataError
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import ResultsError
+
 __all__ = [
     "LEADING_COLUMNS",
     "SCHEMA_VERSION",
@@ -85,10 +87,6 @@ Scalar = str | int | float | bool | None
 # Longest file-name stem for a scores file (before the hash suffix); file systems cap at 255.
 _MAX_STEM = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class ResultsError(ValueError):
-    """A results file or directory that cannot be used; the message names it and the problem."""
 
 
 # --------------------------------------------------------------------------------------------
