@@ -27,8 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from raymia.config import Mechanisms  # noqa: E402
 from raymia.errors import AnalysisError, UserError  # noqa: E402
+from raymia.mechanisms import REGISTRY  # noqa: E402
 from raymia.pareto import ALIASES, Objective, parse_objectives  # noqa: E402
 from raymia.results import load_results  # noqa: E402
 
@@ -54,11 +54,9 @@ __all__ = [
     "write_text",
 ]
 
-#: Mechanism strength columns, in the order of `raymia.config.Mechanisms`. ``dp_clip`` and
-#: ``dp_delta`` are settings of DP-SGD (they ride with ``dp_noise``), not mechanisms.
-MECHANISMS: tuple[str, ...] = tuple(
-    n for n in Mechanisms.model_fields if n not in Mechanisms.RIDERS
-)
+#: Mechanism strength columns, in registry order. ``dp_clip`` and ``dp_delta`` are settings
+#: of DP-SGD (they ride with ``dp_noise``), not mechanisms.
+MECHANISMS: tuple[str, ...] = tuple(REGISTRY)
 
 #: Attacks whose ``<attack>_adv`` columns the tables and plots look for, in display order.
 ATTACKS: tuple[str, ...] = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")

@@ -6,20 +6,25 @@ names the source (file or flag), the key path, the value and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
-    computed_field,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from .errors import ConfigError
+from .mechanisms.registry import REGISTRY
+from .mechanisms.registry import settings as mechanism_settings
 
 DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100")
 
@@ -28,94 +33,65 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class Mechanisms(_Strict):
-    """Every regularization mechanism's strength; 0 means off."""
-
-    # input level
-    # Strengths in pixels are bounded per data set by TrialConfig (see IMAGE_SIZE_DIVISORS);
-    # the ranges here are loose outer bounds.
-    augment: int = Field(0, ge=0, le=8, description="random-crop padding in pixels (+ flip)")
-    input_noise: float = Field(0.0, ge=0, le=2.0, description="Gaussian input noise sigma")
-    cutout: int = Field(0, ge=0, le=32, description="cutout square size in pixels")
-    mixup: float = Field(0.0, ge=0, le=4.0, description="mixup Beta(alpha, alpha) alpha")
-    # output level
-    label_smoothing: float = Field(0.0, ge=0, lt=1.0, description="label smoothing alpha")
-    confidence_penalty: float = Field(0.0, ge=0, le=10.0, description="entropy penalty beta")
-    disturb_label: float = Field(0.0, ge=0, lt=1.0, description="DisturbLabel alpha")
-    distillation: float = Field(0.0, ge=0, le=100.0, description="distillation temperature")
-    # model / optimizer level
-    dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability")
-    weight_decay: float = Field(
-        0.0, ge=0, le=1.0, description="L2 penalty lambda: lambda / 2 * ||w||^2 on the weights"
-    )
-    # training level
-    early_stopping: int = Field(0, ge=0, le=100, description="patience in epochs")
-    adv_reg: float = Field(0.0, ge=0, le=10.0, description="adversarial regularization lambda")
-    dp_noise: float = Field(0.0, ge=0, le=20.0, description="DP-SGD noise multiplier")
-    dp_clip: float = Field(1.0, gt=0, le=100.0, description="DP-SGD per-sample clipping norm")
-    dp_delta: float = Field(1e-5, gt=0, lt=1.0, description="DP-SGD delta (far below 1/members)")
-
-    # Settings that ride with dp_noise: never a mechanism of their own (see `active`).
-    RIDERS: ClassVar[tuple[str, ...]] = ("dp_clip", "dp_delta")
+class MechanismsBase(_Strict):
+    """Every regularization mechanism's strength (0 = off) and the settings that ride with
+    one. The fields come from the mechanism registry: `mechanisms_model` builds the model."""
 
     @model_validator(mode="after")
-    def _check(self) -> Mechanisms:
-        if 0 < self.distillation < 1:
-            raise ValueError(
-                f"mechanisms.distillation = {self.distillation}: expected 0 (off) or a "
-                "temperature >= 1"
-            )
-        if self.dp_noise > 0:
-            # Each of these breaks the per-sample sensitivity bound DP-SGD's epsilon rests on.
-            clashes = {
-                "mixup": "mixup blends samples, so one sample's influence is no longer clipped",
-                "distillation": "the teacher is trained without DP on the same members",
-                "adv_reg": "the inference model's updates are not clipped or noised",
-            }
-            for name, reason in clashes.items():
-                if getattr(self, name) > 0:
+    def _check(self) -> MechanismsBase:
+        on = self.active()
+        for name, strength in on.items():
+            if problem := REGISTRY[name].strength_problem(strength):
+                raise ValueError(problem)
+        # Each clash breaks the per-sample sensitivity bound DP-SGD's epsilon rests on.
+        for dp in (name for name in on if REGISTRY[name].dp_sgd):
+            for name, strength in on.items():
+                if reason := REGISTRY[name].dp_clash:
                     raise ValueError(
-                        f"mechanisms.{name} = {getattr(self, name)} cannot combine with "
-                        f"mechanisms.dp_noise = {self.dp_noise}: {reason}"
+                        f"mechanisms.{name} = {strength} cannot combine with "
+                        f"mechanisms.{dp} = {on[dp]}: {reason}"
                     )
         return self
 
     def active(self) -> dict[str, float]:
-        """Return the mechanisms that are on, name -> strength (the RIDERS, dp_clip and
-        dp_delta, ride with dp_noise and are never listed)."""
-        return {
-            name: value
-            for name, value in self.model_dump().items()
-            if name not in self.RIDERS and value
-        }
+        """Return the mechanisms that are on, name -> strength (riders such as dp_clip and
+        dp_delta ride with their mechanism and are never listed)."""
+        return {name: value for name in REGISTRY if (value := getattr(self, name, 0))}
 
-    # Strengths measured in pixels, bounded by the data set's image side: side // divisor.
-    # Cutout: DeVries & Taylor's largest square is half the side (16 on CIFAR's 32), which
-    # covers at most a quarter of the image. Crop padding: a shift of a quarter of the side
-    # keeps at least 3/4 of each axis (9/16 of the image) in view; the common CIFAR setting,
-    # 4 on 32, is an eighth. Beyond these the transform erases or shifts out the digit itself.
-    IMAGE_SIZE_DIVISORS: ClassVar[dict[str, tuple[int, str]]] = {
-        "cutout": (2, "half the image side"),
-        "augment": (4, "a quarter of the image side"),
-    }
 
-    @classmethod
-    def image_size_problem(cls, name: str, value: float, dataset: str) -> str | None:
-        """Return why `value` is too large a `name` strength for `dataset`'s images (one
-        clause naming key, value, data set and limit), or None when it fits."""
-        if name not in cls.IMAGE_SIZE_DIVISORS:
-            return None
-        from .data import DATASETS as INFO
+# One model per registry state: (registry version, model).
+_BUILT: dict[str, tuple[int, type[BaseModel]]] = {}
 
-        side = INFO[dataset].image_size
-        divisor, why = cls.IMAGE_SIZE_DIVISORS[name]
-        limit = side // divisor
-        if value <= limit:
-            return None
-        return (
-            f"mechanisms.{name} = {value} is too large for {dataset} ({side}x{side} images): "
-            f"expected at most {limit} ({why})"
+
+def mechanisms_model() -> type[MechanismsBase]:
+    """Return the pydantic `Mechanisms` model of the registered mechanisms (their strengths
+    and riders, in registry order), rebuilt after the registry changes."""
+    built = _BUILT.get("mechanisms")
+    if built is None or built[0] != REGISTRY.version:
+        fields: dict[str, Any] = {name: s.field() for name, s in mechanism_settings().items()}
+        model = create_model(  # type: ignore[call-overload]
+            "Mechanisms", __base__=MechanismsBase, __module__=__name__, **fields
         )
+        built = _BUILT["mechanisms"] = (REGISTRY.version, model)
+    return built[1]  # type: ignore[return-value]
+
+
+def _section(model_of: Callable[[], type[BaseModel]], base: type[BaseModel]) -> Any:
+    """Return an annotation that validates with the model `model_of()` gives when it runs, so
+    a TrialConfig field follows its registry (an instance of an older build is re-checked)."""
+
+    def validate(value: Any) -> BaseModel:
+        model = model_of()
+        if isinstance(value, model):
+            return value
+        if isinstance(value, base):
+            value = value.model_dump()
+        return model.model_validate(value)
+
+    return Annotated[base, PlainValidator(validate), PlainSerializer(lambda m: m.model_dump())]
+
+
+MechanismsSection = _section(mechanisms_model, MechanismsBase)
 
 
 class AttackOptions(_Strict):
@@ -186,28 +162,19 @@ class TrialConfig(_Strict):
     norm: Literal["batch", "group", "none"] = Field(
         "group", description="normalization layers: batch | group | none"
     )
-    mechanisms: Mechanisms = Mechanisms()
+    mechanisms: MechanismsSection = Field(
+        default_factory=dict, description="mechanism strengths (raymia.mechanisms)"
+    )
     attacks: AttackOptions = AttackOptions()
     dtc: DtcSettings = DtcSettings()
 
     @model_validator(mode="after")
-    def _check_dataset_bounds(self) -> TrialConfig:
-        mech = self.mechanisms
-        for name in Mechanisms.IMAGE_SIZE_DIVISORS:
-            if problem := Mechanisms.image_size_problem(name, getattr(mech, name), self.dataset):
+    def _check_mechanisms_fit_the_trial(self) -> TrialConfig:
+        # Rules that need the data set or another trial setting (image-size bounds, DP-SGD's
+        # norm and delta), declared by each mechanism.
+        for name, strength in self.mechanisms.active().items():
+            if problem := REGISTRY[name].trial_problem(strength, self):
                 raise ValueError(problem)
-        if mech.dp_noise > 0 and self.norm == "batch":
-            raise ValueError(
-                f"norm = 'batch' cannot combine with mechanisms.dp_noise = {mech.dp_noise}: "
-                "BatchNorm mixes a batch's samples, so per-sample gradients are not clipped; "
-                "use norm group or none"
-            )
-        if mech.dp_noise > 0 and mech.dp_delta >= 1.0 / self.member_count():
-            raise ValueError(
-                f"mechanisms.dp_delta = {mech.dp_delta}: expected below 1/members = "
-                f"1/{self.member_count()} (far below: a delta of 1/n lets the mechanism "
-                "publish one member's record outright)"
-            )
         return self
 
     def member_count(self) -> int:
@@ -216,46 +183,41 @@ class TrialConfig(_Strict):
 
         return self.members or INFO[self.dataset].members
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def dp_accountant(self) -> str | None:
-        """The privacy accountant DP-SGD uses ("prv" or "rdp"; None without DP-SGD): PRV
-        where its discretization fits in memory, else RDP (see raymia.mechanisms.training)."""
-        if not self.mechanisms.dp_noise:
-            return None
-        from .mechanisms.training import DPSGD
-
-        return DPSGD.planned_accountant(self)
-
     def flat(self) -> dict[str, Any]:
-        """Return the config as one flat dict: top-level settings plus every mechanism strength."""
+        """Return the config as one flat dict: the top-level settings, the columns mechanisms
+        add (``dp_accountant``: None where the mechanism is off), then every mechanism strength
+        and rider."""
         out = self.model_dump(exclude={"mechanisms", "attacks", "dtc"})
+        for name, cls in REGISTRY.items():
+            if cls.row_columns:
+                strength = getattr(self.mechanisms, name, 0)
+                values = cls.row_values(strength, self) if strength else {}
+                out.update({column: values.get(column) for column in cls.row_columns})
         out.update(self.mechanisms.model_dump())
         return out
 
 
-# Names accepted by `--set KEY=VALUE` without a section prefix.
-_SECTIONS = {
-    "mechanisms": Mechanisms.model_fields,
-    "attacks": AttackOptions.model_fields,
-    "dtc": DtcSettings.model_fields,
-}
+def _sections() -> dict[str, type[BaseModel]]:
+    """Return TrialConfig's sections and their current models; their keys are accepted by
+    `--set KEY=VALUE` without a section prefix."""
+    return {"mechanisms": mechanisms_model(), "attacks": AttackOptions, "dtc": DtcSettings}
 
 
 def _key_path(key: str) -> list[str]:
     """Resolve a possibly unqualified key (`label_smoothing`) to its path in TrialConfig."""
     parts = key.split(".")
     if len(parts) == 1 and key not in TrialConfig.model_fields:
-        for section, fields in _SECTIONS.items():
-            if key in fields:
+        for section, model in _sections().items():
+            if key in model.model_fields:
                 return [section, key]
     return parts
 
 
 def _known_keys() -> str:
-    names = [k for k in TrialConfig.model_fields if k not in _SECTIONS]
-    for fields in _SECTIONS.values():
-        names += list(fields)
+    sections = _sections()
+    names = [k for k in TrialConfig.model_fields if k not in sections]
+    for model in sections.values():
+        names += list(model.model_fields)
     return ", ".join(names)
 
 
@@ -294,9 +256,7 @@ def describe_error(err: ValidationError, source: str) -> str:
     kind = first["type"]
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
-        model: type[BaseModel] = TrialConfig
-        for part in parent:
-            model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+        model: type[BaseModel] = _sections()[str(parent[0])] if parent else TrialConfig
         expected = ", ".join(model.model_fields)
         return f"{source}: unknown key {loc!r}; expected one of: {expected}"
     msg = first["msg"]
@@ -331,3 +291,10 @@ def load_yaml(path: str | Path) -> Any:
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+
+
+def __getattr__(name: str) -> Any:
+    """`raymia.config.Mechanisms` is the model of the registry as it is now."""
+    if name == "Mechanisms":
+        return mechanisms_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, Mechanisms, TrialConfig
+from .config import ConfigError, TrialConfig
 from .leakage import leakage_verdict
+from .mechanisms import REGISTRY
+from .mechanisms.registry import dp_sgd_precedence
 from .pareto import Objective, pareto_front, parse_objectives
 from .results import TrialsWriter, load_results, write_scores
 from .space import SearchSpace, load_space
@@ -144,19 +146,10 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
 # --- the trial side (runs inside a Ray worker) ---------------------------------------------
 
 
-# Mechanisms DP-SGD cannot run with; a trial that samples DP-SGD on switches them off.
-DP_PRECEDENCE = ("mixup", "distillation", "adv_reg")
-
-
 def _trial_config(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Return the TrialConfig dict for one Tune trial's parameters, and what DP switched off."""
-    mechanisms = dict(params["mechanisms"])
-    switched_off = []
-    if mechanisms.get("dp_noise"):
-        for name in DP_PRECEDENCE:
-            if mechanisms.get(name):
-                mechanisms[name] = 0
-                switched_off.append(name)
+    """Return the TrialConfig dict for one Tune trial's parameters, and what DP switched off
+    (a trial that samples DP-SGD on switches off the mechanisms it cannot run with)."""
+    mechanisms, switched_off = dp_sgd_precedence(params["mechanisms"])
     config = {**params["trial"], "seed": params["seed"], "mechanisms": mechanisms}
     return config, switched_off
 
@@ -565,7 +558,7 @@ def front_table(df: Any, objectives: list[Objective]) -> str:
     if ok.empty:
         return "(no successful trials: no Pareto front)"
     front = pareto_front(ok, objectives)
-    names = [n for n in Mechanisms.model_fields if n not in Mechanisms.RIDERS]
+    names = list(REGISTRY)
     header = ["trial", "mechanisms"] + [str(o) for o in objectives] + ["leakage"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in front.iterrows():
