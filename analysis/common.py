@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from raymia.attacks import REGISTRY as ATTACKS  # noqa: E402
 from raymia.errors import AnalysisError, UserError  # noqa: E402
 from raymia.mechanisms import REGISTRY  # noqa: E402
 from raymia.pareto import ALIASES, Objective, parse_objectives  # noqa: E402
@@ -58,8 +59,6 @@ __all__ = [
 #: of DP-SGD (they ride with ``dp_noise``), not mechanisms.
 MECHANISMS: tuple[str, ...] = tuple(REGISTRY)
 
-#: Attacks whose ``<attack>_adv`` columns the tables and plots look for, in display order.
-ATTACKS: tuple[str, ...] = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
 
 #: The objectives of ``raymia sweep``'s default search.
 DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
@@ -177,7 +176,8 @@ def add_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def attacks_in(df: pd.DataFrame) -> list[str]:
-    """Return the attacks (of `ATTACKS`) whose ``<attack>_adv`` column has a finite value."""
+    """Return the registered attacks whose ``<attack>_adv`` column has a finite value, in
+    registry order."""
     found = []
     for attack in ATTACKS:
         column = f"{attack}_adv"

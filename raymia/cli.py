@@ -136,8 +136,9 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
         f"{'attack':<18}{'adv':>7}  {'95% CI':<15}{'AUC':>7}{'null q95':>10}{'p':>8}"
         f"{'calibrated':>12}",
     ]
-    attacks = [k.removesuffix("_adv") for k in row if k.endswith("_adv") and k != "dtc_adv"]
-    for name in (a for a in attacks if f"{a}_auc" in row):
+    from .attacks import REGISTRY as ATTACKS
+
+    for name in (a for a in ATTACKS if f"{a}_adv" in row and f"{a}_auc" in row):
         lo, hi = row.get(f"{name}_adv_lo"), row.get(f"{name}_adv_hi")
         ci = f"[{_num(lo, 2)}, {_num(hi, 2)}]" if lo is not None else "n/a"
         lines.append(

@@ -22,9 +22,12 @@ from pydantic import (
     model_validator,
 )
 
+from .attacks.registry import REGISTRY as ATTACKS
+from .dtc import DtcOptions, parse_tau
 from .errors import ConfigError
-from .mechanisms.registry import REGISTRY
+from .mechanisms.registry import REGISTRY as MECHANISMS
 from .mechanisms.registry import settings as mechanism_settings
+from .registry import Registry
 
 DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100")
 
@@ -41,12 +44,12 @@ class MechanismsBase(_Strict):
     def _check(self) -> MechanismsBase:
         on = self.active()
         for name, strength in on.items():
-            if problem := REGISTRY[name].strength_problem(strength):
+            if problem := MECHANISMS[name].strength_problem(strength):
                 raise ValueError(problem)
         # Each clash breaks the per-sample sensitivity bound DP-SGD's epsilon rests on.
-        for dp in (name for name in on if REGISTRY[name].dp_sgd):
+        for dp in (name for name in on if MECHANISMS[name].dp_sgd):
             for name, strength in on.items():
-                if reason := REGISTRY[name].dp_clash:
+                if reason := MECHANISMS[name].dp_clash:
                     raise ValueError(
                         f"mechanisms.{name} = {strength} cannot combine with "
                         f"mechanisms.{dp} = {on[dp]}: {reason}"
@@ -56,24 +59,33 @@ class MechanismsBase(_Strict):
     def active(self) -> dict[str, float]:
         """Return the mechanisms that are on, name -> strength (riders such as dp_clip and
         dp_delta ride with their mechanism and are never listed)."""
-        return {name: value for name in REGISTRY if (value := getattr(self, name, 0))}
+        return {name: value for name in MECHANISMS if (value := getattr(self, name, 0))}
 
 
-# One model per registry state: (registry version, model).
+# One model per registry state: name -> (registry version, model).
 _BUILT: dict[str, tuple[int, type[BaseModel]]] = {}
+
+
+def _built(
+    name: str, base: type[BaseModel], registry: Registry, fields: Callable[[], dict[str, Any]]
+) -> Any:
+    """Return the model `name` with `fields()` on `base`, built once per registry version."""
+    built = _BUILT.get(name)
+    if built is None or built[0] != registry.version:
+        model = create_model(name, __base__=base, __module__=__name__, **fields())
+        built = _BUILT[name] = (registry.version, model)
+    return built[1]
 
 
 def mechanisms_model() -> type[MechanismsBase]:
     """Return the pydantic `Mechanisms` model of the registered mechanisms (their strengths
     and riders, in registry order), rebuilt after the registry changes."""
-    built = _BUILT.get("mechanisms")
-    if built is None or built[0] != REGISTRY.version:
-        fields: dict[str, Any] = {name: s.field() for name, s in mechanism_settings().items()}
-        model = create_model(  # type: ignore[call-overload]
-            "Mechanisms", __base__=MechanismsBase, __module__=__name__, **fields
-        )
-        built = _BUILT["mechanisms"] = (REGISTRY.version, model)
-    return built[1]  # type: ignore[return-value]
+    return _built(
+        "Mechanisms",
+        MechanismsBase,
+        MECHANISMS,
+        lambda: {name: setting.field() for name, setting in mechanism_settings().items()},
+    )
 
 
 def _section(model_of: Callable[[], type[BaseModel]], base: type[BaseModel]) -> Any:
@@ -94,31 +106,58 @@ def _section(model_of: Callable[[], type[BaseModel]], base: type[BaseModel]) -> 
 MechanismsSection = _section(mechanisms_model, MechanismsBase)
 
 
-class AttackOptions(_Strict):
-    """Which membership inference attacks run after training, and their knobs."""
+class AttackOptionsBase(_Strict):
+    """Which membership inference attacks run after training, and their knobs. The fields
+    are the general ones below plus each registered attack's own options
+    (`attack_options_model` builds the model)."""
 
-    merlin_neighbours: int = Field(100, ge=1, le=1000, description="Merlin's T")
-    merlin_sigma: float = Field(0.1, gt=0, le=5.0, description="Merlin's noise sigma")
-    lira_reference_models: int = Field(0, ge=0, le=256, description="LiRA's K (0 = off)")
-    shadow_calibration: bool = Field(
-        True, description="train one shadow model on reference data for calibrated thresholds"
-    )
-    n_bootstrap: int = Field(200, ge=0, le=10_000)
-    n_permutations: int = Field(200, ge=0, le=10_000)
+
+# The options of every trial's measurement, beside each attack's own.
+_GENERAL_ATTACK_OPTIONS: dict[str, Any] = {
+    "shadow_calibration": (
+        bool,
+        Field(
+            True, description="train one shadow model on reference data for calibrated thresholds"
+        ),
+    ),
+    "n_bootstrap": (
+        int,
+        Field(200, ge=0, le=10_000, description="bootstrap replicates of each AUC interval"),
+    ),
+    "n_permutations": (
+        int,
+        Field(200, ge=0, le=10_000, description="label permutations of each advantage's null"),
+    ),
+}
+
+
+def attack_options_model() -> type[AttackOptionsBase]:
+    """Return the pydantic `AttackOptions` model: every registered attack's options, in
+    registry order, then the general ones; rebuilt after the registry changes."""
+
+    def fields() -> dict[str, Any]:
+        options = {n: s.field() for attack in ATTACKS.values() for n, s in attack.options.items()}
+        return {**options, **_GENERAL_ATTACK_OPTIONS}
+
+    return _built("AttackOptions", AttackOptionsBase, ATTACKS, fields)
+
+
+AttackOptionsSection = _section(attack_options_model, AttackOptionsBase)
 
 
 class DtcSettings(_Strict):
-    """Distance-to-confident options (see DESIGN.md)."""
+    """Distance-to-confident options (raymia.dtc; docs/ARCHITECTURE.md, "DtC"); the search's
+    defaults are `raymia.dtc.DtcOptions`'."""
 
     enabled: bool = True
-    norm: Literal["l2", "linf"] = "l2"
+    norm: Literal["l2", "linf"] = DtcOptions.norm
     tau: str = Field(
         "quantile:0.9",
         description="quantile:q of reference true-class margins, or absolute:p (margin logit(p))",
     )
     eps_max: float | None = Field(None, gt=0, description="radius cap (None: norm default)")
-    bisection_steps: int = Field(10, ge=1, le=30)
-    pgd_steps: int = Field(20, ge=1, le=500)
+    bisection_steps: int = Field(DtcOptions.bisection_steps, ge=1, le=30)
+    pgd_steps: int = Field(DtcOptions.pgd_steps, ge=1, le=500)
     max_samples: int = Field(
         500, ge=2, le=100_000, description="members + non-members measured, class-balanced"
     )
@@ -126,15 +165,12 @@ class DtcSettings(_Strict):
     @field_validator("tau")
     @classmethod
     def _check_tau(cls, value: str) -> str:
-        kind, _, number = value.partition(":")
         try:
-            ok = kind in ("quantile", "absolute") and 0 < float(number) < 1
+            parse_tau(value)
         except ValueError:
-            ok = False
-        if not ok:
             raise ValueError(
                 f"dtc.tau = {value!r}: expected 'quantile:q' or 'absolute:p', 0 < q, p < 1"
-            )
+            ) from None
         return value
 
 
@@ -165,7 +201,9 @@ class TrialConfig(_Strict):
     mechanisms: MechanismsSection = Field(
         default_factory=dict, description="mechanism strengths (raymia.mechanisms)"
     )
-    attacks: AttackOptions = AttackOptions()
+    attacks: AttackOptionsSection = Field(
+        default_factory=dict, description="attack options (raymia.attacks)"
+    )
     dtc: DtcSettings = DtcSettings()
 
     @model_validator(mode="after")
@@ -173,7 +211,7 @@ class TrialConfig(_Strict):
         # Rules that need the data set or another trial setting (image-size bounds, DP-SGD's
         # norm and delta), declared by each mechanism.
         for name, strength in self.mechanisms.active().items():
-            if problem := REGISTRY[name].trial_problem(strength, self):
+            if problem := MECHANISMS[name].trial_problem(strength, self):
                 raise ValueError(problem)
         return self
 
@@ -188,7 +226,7 @@ class TrialConfig(_Strict):
         add (``dp_accountant``: None where the mechanism is off), then every mechanism strength
         and rider."""
         out = self.model_dump(exclude={"mechanisms", "attacks", "dtc"})
-        for name, cls in REGISTRY.items():
+        for name, cls in MECHANISMS.items():
             if cls.row_columns:
                 strength = getattr(self.mechanisms, name, 0)
                 values = cls.row_values(strength, self) if strength else {}
@@ -200,7 +238,11 @@ class TrialConfig(_Strict):
 def _sections() -> dict[str, type[BaseModel]]:
     """Return TrialConfig's sections and their current models; their keys are accepted by
     `--set KEY=VALUE` without a section prefix."""
-    return {"mechanisms": mechanisms_model(), "attacks": AttackOptions, "dtc": DtcSettings}
+    return {
+        "mechanisms": mechanisms_model(),
+        "attacks": attack_options_model(),
+        "dtc": DtcSettings,
+    }
 
 
 def _key_path(key: str) -> list[str]:
@@ -294,7 +336,9 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    """`raymia.config.Mechanisms` is the model of the registry as it is now."""
+    """`Mechanisms` and `AttackOptions` are the models of the registries as they are now."""
     if name == "Mechanisms":
         return mechanisms_model()
+    if name == "AttackOptions":
+        return attack_options_model()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

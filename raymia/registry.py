@@ -1,4 +1,5 @@
-"""A registry: the one list of the mechanisms (or attacks) raymia knows, in a fixed order.
+"""A registry: the one list of the mechanisms (or attacks) raymia knows, in a fixed order,
+and `Setting`, the numeric config field an entry declares.
 
 Everything that needs the list (the pydantic settings models, the search-space parser, the
 result columns, the sweep's objectives, the analysis tables, the README tables) asks the
@@ -9,9 +10,52 @@ everywhere. `version` counts the changes, for whatever is built once per registr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A numeric setting of the trial config that a registered entry declares: its type,
+    default, bounds and meaning.
+
+    A mechanism's strength is one (default 0, off), a rider such as DP-SGD's clipping norm
+    another, an attack's option (Merlin's neighbour count) a third. `field` gives the pydantic
+    field the `Mechanisms` and `AttackOptions` models are built from.
+    """
+
+    type: type[int] | type[float]
+    description: str
+    default: float = 0
+    ge: float | None = 0
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    # For a rider: part of what a configuration is, so shown in its label (dp_clip: yes).
+    in_label: bool = False
+
+    def field(self) -> tuple[type, Any]:
+        """Return (type, pydantic FieldInfo) for `pydantic.create_model`."""
+        from pydantic import Field
+
+        bounds = {"ge": self.ge, "gt": self.gt, "le": self.le, "lt": self.lt}
+        return self.type, Field(self.type(self.default), description=self.description, **bounds)
+
+    def example(self) -> float:
+        """Return a valid value that turns the setting on: 1 where the range allows."""
+        low = self.ge if self.ge is not None else self.gt or 0
+        high = self.le if self.le is not None else self.lt or 1
+        if low < 1 < high or (high == 1 and self.le is not None):
+            return self.type(1)
+        return self.type((low + high) / 2)
+
+    def range_text(self) -> str:
+        """Return the allowed range as an interval, e.g. ``[0, 1)``."""
+        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}"
+        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})"
+        return f"{low}, {high}"
 
 
 class Registry(Mapping[str, T], Generic[T]):

@@ -44,14 +44,6 @@ JOURNAL_FILE = "optuna.journal"
 TUNE_NAME = "tune"
 STUDY_NAME = "raymia"
 
-# Result columns an objective may name (each is finite in every ok trial).
-_ATTACKS = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
-OBJECTIVE_COLUMNS = frozenset(
-    {"test_acc", "train_acc", "adv", "dtc_adv", "dtc_auc", "loss_yeom_adv"}
-    | {"adv_excess", "dtc_adv_excess"}
-    | {f"{a}_{m}" for a in _ATTACKS for m in ("adv", "auc")}
-)
-
 
 @dataclass
 class SweepSettings:
@@ -98,13 +90,17 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
         objectives = settings.objective_list()
     except ValueError as err:
         raise ConfigError(f"--objectives: {err}") from None
+    from .attacks import REGISTRY as ATTACKS
+    from .trial import objective_columns
+
     trial = TrialConfig.model_validate(space.trial)
     dtc_on = trial.dtc.enabled
+    known = objective_columns()
     for objective in objectives:
-        if objective.column not in OBJECTIVE_COLUMNS:
+        if objective.column not in known:
             raise ConfigError(
                 f"--objectives {settings.objectives}: unknown objective {objective.column!r}; "
-                f"expected one of: acc, {', '.join(sorted(OBJECTIVE_COLUMNS))}"
+                f"expected one of: acc, {', '.join(sorted(known))}"
             )
         if objective.column.startswith("dtc_") and not dtc_on:
             raise ConfigError(
@@ -116,12 +112,13 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
                 f"--objectives: {objective.column} is measured against the permutation null, "
                 f"but {space.path} sets trial.attacks.n_permutations: 0"
             )
-        if objective.column.startswith("lira_") and not space.trial.get("attacks", {}).get(
-            "lira_reference_models"
-        ):
-            raise ConfigError(
-                f"--objectives: {objective.column} needs trial.attacks.lira_reference_models"
-            )
+        for attack in ATTACKS.values():
+            option = attack.reference_models
+            if option and objective.column in attack.columns():
+                if not getattr(trial.attacks, option):
+                    raise ConfigError(
+                        f"--objectives: {objective.column} needs trial.attacks.{option}"
+                    )
     if settings.search == "optuna":
         if space.is_grid():
             raise ConfigError(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import raymia.attacks
+import raymia.attacks.reference
 import raymia.measure
 import raymia.train
 import raymia.trial
@@ -55,7 +55,7 @@ def test_every_model_sees_only_its_own_data_through_run_trial(monkeypatch):
         return real_evaluation(members, non_members, seed)
 
     monkeypatch.setattr(raymia.trial, "train_model", recording_train)
-    monkeypatch.setattr(raymia.attacks, "train_model", recording_train)
+    monkeypatch.setattr(raymia.attacks.reference, "train_model", recording_train)
     monkeypatch.setattr(raymia.measure, "balanced_evaluation", recording_evaluation)
     row = raymia.trial.run_trial(config, splits)
 

@@ -36,49 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import Setting
+
 if TYPE_CHECKING:
     from ..config import TrialConfig
     from ..data import DatasetInfo, Split
-
-
-@dataclass(frozen=True)
-class Setting:
-    """A numeric setting of the trial config: its type, default, bounds and meaning.
-
-    A mechanism's strength is one (default 0, off); a rider such as DP-SGD's clipping norm is
-    another. `field` gives the pydantic field the `Mechanisms` model is built from.
-    """
-
-    type: type[int] | type[float]
-    description: str
-    default: float = 0
-    ge: float | None = 0
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-    # For a rider: part of what a configuration is, so shown in its label (dp_clip: yes).
-    in_label: bool = False
-
-    def field(self) -> tuple[type, Any]:
-        """Return (type, pydantic FieldInfo) for `pydantic.create_model`."""
-        from pydantic import Field
-
-        bounds = {"ge": self.ge, "gt": self.gt, "le": self.le, "lt": self.lt}
-        return self.type, Field(self.type(self.default), description=self.description, **bounds)
-
-    def example(self) -> float:
-        """Return a valid value that turns the setting on: 1 where the range allows."""
-        low = self.ge if self.ge is not None else self.gt or 0
-        high = self.le if self.le is not None else self.lt or 1
-        if low < 1 < high or (high == 1 and self.le is not None):
-            return self.type(1)
-        return self.type((low + high) / 2)
-
-    def range_text(self) -> str:
-        """Return the allowed range as an interval, e.g. ``[0, 1)``."""
-        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}"
-        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})"
-        return f"{low}, {high}"
 
 
 @dataclass(frozen=True)
