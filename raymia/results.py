@@ -56,6 +56,7 @@ __all__ = [
     "TrialsWriter",
     "load_results",
     "load_scores",
+    "ok_trials",
     "scores_path",
     "write_scores",
     "write_trials",
@@ -223,6 +224,12 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if not path.exists():
         raise ResultsError(f"{out}: no {TRIALS_FILE} here; is this a raymia sweep directory?")
     return _read_table(path).to_pandas()
+
+
+def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the completed trials of a trials table (status ``ok``; every row when the table
+    has no status column), keeping the original index."""
+    return df[df["status"] == "ok"] if "status" in df.columns else df
 
 
 def load_scores(out_dir: str | os.PathLike[str], trial_id: str) -> pd.DataFrame:

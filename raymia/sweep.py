@@ -32,10 +32,8 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, TrialConfig
-from .leakage import leakage_verdict
-from .mechanisms import REGISTRY
 from .mechanisms.registry import dp_sgd_precedence
-from .pareto import Objective, pareto_front, parse_objectives
+from .pareto import Objective, parse_objectives
 from .results import TrialsWriter, load_results, write_scores
 from .space import SearchSpace, load_space
 
@@ -542,39 +540,3 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
             f"{path}: Optuna journal knows {finished} finished trials but trials.parquet has "
             f"{finished_rows} rows; the journal looks truncated"
         )
-
-
-def front_table(df: Any, objectives: list[Objective]) -> str:
-    """Return the Pareto front of `df` as a Markdown table.
-
-    Columns: trial, mechanisms on, the objectives, and the leakage verdict against the nulls
-    (`raymia.leakage.leakage_verdict`: "no detectable leakage" where every leakage statistic
-    lies within its permutation null).
-    """
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if ok.empty:
-        return "(no successful trials: no Pareto front)"
-    front = pareto_front(ok, objectives)
-    names = list(REGISTRY)
-    header = ["trial", "mechanisms"] + [str(o) for o in objectives] + ["leakage"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, row in front.iterrows():
-        on = [f"{n}={_fmt(row[n])}" for n in names if n in row and _is_on(row[n])]
-        cells = [str(row["trial_id"]), ", ".join(on) or "none"]
-        cells += [_fmt(row[o.column]) for o in objectives]
-        cells.append(leakage_verdict(row))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _is_on(value: Any) -> bool:
-    try:
-        return bool(value) and not np.isnan(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

@@ -80,7 +80,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep the flags describe; print the Pareto front at the end."""
     settings, resume = settings_from_args(args)
-    from .sweep import expected_trials, front_table, run_sweep
+    from .sweep import expected_trials, run_sweep
+    from .tables import front_table
 
     started = time.perf_counter()
     df = run_sweep(settings, resume=resume)

@@ -1,4 +1,5 @@
-"""The analysis scripts (analysis/*.py): tables, plots and report from sweep directories.
+"""The analysis scripts (raymia.analysis, run as analysis/*.py): tables, plots and report
+from sweep directories.
 
 Fast tests use synthetic trials tables written with `raymia.results`; the slow ones run a
 tiny real sweep once per module (on a local Ray of the tests' own, never `ray stop`).
@@ -16,19 +17,13 @@ import numpy as np
 import pytest
 from sweep_spaces import tiny_space
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `analysis` is a folder of scripts, not an installed package
-    sys.path.insert(0, str(ROOT))
+from raymia.analysis import mechanisms, pareto, report, reproduction, roc
+from raymia.analysis.common import DEFAULT_OBJECTIVES, run_main
+from raymia.labels import config_label, mechanisms_label
+from raymia.pareto import pareto_front, parse_objectives
+from raymia.results import load_results, write_scores, write_trials
 
-from analysis import mechanisms, pareto, report, reproduction, roc  # noqa: E402
-from analysis.common import (  # noqa: E402
-    DEFAULT_OBJECTIVES,
-    config_label,
-    mechanisms_label,
-    run_main,
-)
-from raymia.pareto import pareto_front, parse_objectives  # noqa: E402
-from raymia.results import load_results, write_scores, write_trials  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ATTACKS = ("loss", "merlin", "confidence", "entropy", "modified_entropy")
@@ -326,9 +321,10 @@ def test_bad_input_from_the_command_line(tmp_path):
 
 def test_scripts_never_import_ray():
     code = (
-        "import sys; import analysis.report, analysis.pareto, analysis.mechanisms, "
-        "analysis.roc, analysis.common; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' or m == 'raymia.sweep'))"
+        "import sys; import raymia.analysis.report, raymia.analysis.pareto, "
+        "raymia.analysis.mechanisms, raymia.analysis.roc, raymia.analysis.reproduction; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' "
+        "or m.startswith('raymia.sweep')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120

@@ -260,17 +260,24 @@ def test_front_table_says_whether_leakage_is_detectable():
     import pandas as pd
 
     from raymia.pareto import parse_objectives
-    from raymia.sweep import front_table
+    from raymia.tables import front_table
 
     df = pd.DataFrame(
         [
             {"trial_id": "a", "status": "ok", "test_acc": 0.98, "adv": 0.40, "adv_null_q95": 0.09},
             {"trial_id": "b", "status": "ok", "test_acc": 0.80, "adv": 0.05, "adv_null_q95": 0.09},
+            {"trial_id": "c", "status": "ok", "test_acc": 0.70, "adv": 0.30, "adv_null_q95": 0.09},
         ]
     )
+    df["dp_noise"], df["dp_clip"] = [0.0, 1.0, 0.0], 1.0
     table = front_table(df, parse_objectives("acc:max,adv:min"))
-    assert "| a | none | 0.98 | 0.4 | detected |" in table
-    assert "| b | none | 0.8 | 0.05 | no detectable leakage |" in table
+    assert "| a | none | - | 0.980 | 0.400 | detected |" in table
+    assert "| b | dp_noise=1 (dp_clip=1) | - | 0.800 | 0.050 | no detectable leakage |" in table
+    assert "| c |" not in table  # dominated by b
+    failed = df.assign(status="failed")
+    assert front_table(failed, parse_objectives("acc:max")) == (
+        "(no successful trials: no Pareto front)"
+    )
 
 
 def test_excess_objective_needs_the_null(tmp_path):
