@@ -22,7 +22,8 @@ import torch
 from common import TRIAL, alternating_runs, configurations, scratch, write_grid_space
 
 from raymia.data import load_pool
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 from raymia.trial import run_trial
 
 

@@ -15,7 +15,8 @@ import time
 
 from common import TRIAL, configurations, scratch, write_grid_space
 
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 
 
 def trials_per_minute(space: str, out: str, concurrent: int, n: int) -> float:

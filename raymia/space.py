@@ -6,11 +6,11 @@ A search space is a YAML file (see search_spaces/ for the three shipped ones):
 trial:              # fixed trial settings: any TrialConfig key except `mechanisms`
   dataset: digits
   epochs: 20
-sweep:              # defaults for the sweep flags (the command line wins)
-  samples: 16
-  search: optuna    # optuna | grid | random
-  sampler: nsga2    # nsga2 | tpe (optuna only)
-  objectives: acc:max,adv:min,dtc_adv:min
+sweep:              # this space's sweep settings (a flag wins; unset: SweepSettings' default)
+  samples: 32       # default 16
+  search: optuna    # optuna (default) | grid | random
+  sampler: tpe      # nsga2 (default) | tpe (optuna only)
+  objectives: acc:max,adv_excess:min  # default acc:max,adv:min,dtc_adv:min
 seeds: [0]          # every configuration runs once per seed
 mechanisms:         # per mechanism: off, a fixed strength, or a distribution
   label_smoothing: {uniform: [0.0, 0.3]}
@@ -45,20 +45,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config import ConfigError, TrialConfig, describe_error, load_yaml, mechanisms_model
 from .mechanisms import REGISTRY
 from .mechanisms.registry import riders
+from .sweep.settings import SAMPLERS, SEARCHES
 
-SEARCHES = ("optuna", "grid", "random")
-SAMPLERS = ("nsga2", "tpe")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 
 
 class SweepDefaults(BaseModel):
-    """Sweep settings a space may carry; the command line overrides each."""
+    """Sweep settings a space may carry; the command line overrides each, and
+    `raymia.sweep.settings.SweepSettings` holds the defaults of those a space leaves out."""
 
     model_config = ConfigDict(extra="forbid")
 
     samples: int | None = Field(None, ge=1, le=100_000)
-    search: Literal["optuna", "grid", "random"] | None = None
-    sampler: Literal["nsga2", "tpe"] | None = None
+    search: Literal[SEARCHES] | None = None  # type: ignore[valid-type]
+    sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
     objectives: str | None = None
     max_concurrent: int | None = Field(None, ge=1, le=10_000)
     cpus_per_trial: float | None = Field(None, gt=0)

@@ -15,7 +15,8 @@ from sweep_spaces import tiny_space
 
 from raymia.cli import main
 from raymia.results import load_results, load_scores
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +106,7 @@ def test_fractional_gpus_run_four_trials_at_once(ray_session, space, tmp_path):
 
 def flaky_trainable(params, pool=None):
     """Fails for dropout 0.1, diverges for dropout 0.2, else runs the real trial."""
-    from raymia.sweep import trainable  # in the worker: the real one
+    from raymia.sweep.worker import trainable  # in the worker: the real one
     from raymia.train import TrainingDiverged
 
     dropout = params["mechanisms"]["dropout"]
@@ -125,10 +126,10 @@ def test_raising_and_diverging_trials_are_recorded_and_failed_in_optuna(
     from optuna.storages.journal import JournalFileBackend
     from ray import cloudpickle
 
-    from raymia import sweep
+    from raymia.sweep import run as sweep_run
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(sweep, "trainable", flaky_trainable)
+    monkeypatch.setattr(sweep_run, "trainable", flaky_trainable)
     out = tmp_path / "faults"
     settings = SweepSettings(
         space=str(space), out=str(out), samples=8, max_failures=0, max_concurrent=2
@@ -282,7 +283,7 @@ def test_front_table_says_whether_leakage_is_detectable():
 
 def test_excess_objective_needs_the_null(tmp_path):
     from raymia.space import load_space
-    from raymia.sweep import SweepSettings, check_settings
+    from raymia.sweep.settings import SweepSettings, check_settings
 
     path = tmp_path / "space.yaml"
     path.write_text(

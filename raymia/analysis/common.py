@@ -33,6 +33,7 @@ from raymia.attacks import REGISTRY as ATTACKS
 from raymia.errors import AnalysisError, UserError
 from raymia.pareto import ALIASES, Objective, parse_objectives
 from raymia.results import load_results, ok_trials
+from raymia.sweep.settings import DEFAULT_OBJECTIVES
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -44,9 +45,6 @@ __all__ = [
     "save_figure",
     "write_text",
 ]
-
-#: The objectives of ``raymia sweep``'s default search.
-DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
 
 
 # --------------------------------------------------------------------------------------------
