@@ -20,8 +20,8 @@ class Augment(Mechanism):
 
     name = "augment"
     level = "input"
-    setting = Setting(int, "random-crop padding in pixels (+ flip)", le=8)
-    notes = "padded with the background; plus a horizontal flip on CIFAR (not on digits)"
+    setting = Setting(int, "crop padding in pixels", le=8)
+    notes = "random crop, padded with the background (a raw 0 pixel); plus horizontal flip on CIFAR"
     # A shift of a quarter of the side keeps at least 3/4 of each axis (9/16 of the image) in
     # view; the common CIFAR setting, 4 on 32, is an eighth. Beyond it the digit shifts out.
     image_size_divisor = (4, "a quarter of the image side")
@@ -71,8 +71,8 @@ class InputNoise(Mechanism):
 
     name = "input_noise"
     level = "input"
-    setting = Setting(float, "Gaussian input noise sigma", le=2.0)
-    notes = "on standardized inputs"
+    setting = Setting(float, "Gaussian noise sigma", le=2.0)
+    notes = "inputs are standardized"
     hooks = frozenset({"batch"})
     order = 20
 
@@ -86,7 +86,7 @@ class Cutout(Mechanism):
 
     name = "cutout"
     level = "input"
-    setting = Setting(int, "cutout square size in pixels", le=32)
+    setting = Setting(int, "square size in pixels", le=32)
     notes = "a square of zeros (the data mean) at a random centre"
     # DeVries & Taylor's largest square is half the side (16 on CIFAR's 32), which covers at
     # most a quarter of the image; beyond it the square erases the digit itself.
@@ -116,8 +116,8 @@ class Mixup(Mechanism):
 
     name = "mixup"
     level = "input"
-    setting = Setting(float, "mixup Beta(alpha, alpha) alpha", le=4.0)
-    notes = "mixes the soft targets too"
+    setting = Setting(float, "Beta(alpha, alpha) alpha", le=4.0)
+    notes = "mixes soft targets too"
     dp_clash = "mixup blends samples, so one sample's influence is no longer clipped"
     hooks = frozenset({"batch"})
     order = 90

@@ -36,8 +36,11 @@ class WeightDecay(Mechanism):
 
     name = "weight_decay"
     level = "optimizer"
-    setting = Setting(float, "L2 penalty lambda: lambda / 2 * ||w||^2 on the weights", le=1.0)
-    notes = "on conv and linear weights (not biases or norms), Adam and SGD alike"
+    setting = Setting(float, "L2 penalty lambda (lambda/2 ‖w‖²)", le=1.0)
+    notes = (
+        "the study's L2 penalty on conv and linear weights (not biases or norm parameters), "
+        "Adam or SGD"
+    )
     hooks = frozenset({"optimizer"})
 
     def optimizer_options(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class ConfidencePenalty(Mechanism):
     name = "confidence_penalty"
     level = "output"
     setting = Setting(float, "entropy penalty beta", le=10.0)
-    notes = "minus beta x the predictive entropy in the loss"
+    notes = "minus beta x entropy"
     hooks = frozenset({"loss"})
 
     def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -63,7 +63,9 @@ class DisturbLabel(Mechanism):
     name = "disturb_label"
     level = "output"
     setting = Setting(float, "DisturbLabel alpha", lt=1.0)
-    notes = "under distillation it disturbs the teacher's targets"
+    notes = (
+        "under distillation it disturbs the teacher's soft targets, the student's only supervision"
+    )
     hooks = frozenset({"targets"})
     order = 55
 
@@ -88,7 +90,7 @@ class Distillation(Mechanism):
     name = "distillation"
     level = "output"
     setting = Setting(float, "distillation temperature", le=100.0)
-    notes = "0 (off) or a temperature >= 1; the teacher is trained first on the same members"
+    notes = "0 (off) or >= 1; teacher trained first on the same members"
     dp_clash = "the teacher is trained without DP on the same members"
     hooks = frozenset({"prepare", "targets"})
     order = 50

@@ -30,7 +30,7 @@ class EarlyStopping(Mechanism):
     name = "early_stopping"
     level = "training"
     setting = Setting(int, "patience in epochs", le=100)
-    notes = "judged on the owner's held_out split; the best weights are restored"
+    notes = "judged on the `held_out` split; the best weights are restored"
     hooks = frozenset({"stopping"})
 
     def __init__(self, strength, context):
@@ -111,7 +111,7 @@ class AdversarialRegularization(Mechanism):
     name = "adv_reg"
     level = "training"
     setting = Setting(float, "adversarial regularization lambda", le=10.0)
-    notes = "Nasr et al. 2018: a min-max game against the owner's held_out data"
+    notes = "Nasr et al. 2018 min-max game against the owner's `held_out` data"
     dp_clash = "the inference model's updates are not clipped or noised"
     hooks = frozenset({"prepare", "batch", "loss"})
     order = -100  # before every other transform: it records the clean batch
@@ -198,7 +198,7 @@ class DPSGD(Mechanism):
     name = "dp_noise"
     level = "training"
     setting = Setting(float, "DP-SGD noise multiplier", le=20.0)
-    notes = "DP-SGD via Opacus, Poisson sampling; epsilon at dp_delta in the dp_epsilon column"
+    notes = "DP-SGD via Opacus; `dp_epsilon` at `dp_delta`, by the `dp_accountant` named"
     riders = {
         "dp_clip": Setting(
             float,
