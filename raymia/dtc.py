@@ -17,7 +17,7 @@ does. tau therefore lives in the margin domain too (see :func:`resolve_tau`).
 The search over e is a per-sample bisection. :func:`dtc` runs it for all samples at once, one
 batched PGD per bisection round, dropping samples from the batch as soon as they reach tau;
 :func:`dtc_reference` is the same algorithm one sample at a time, kept as the correctness
-reference and the benchmark baseline.
+reference and the benchmark baseline. How a trial measures it: docs/ARCHITECTURE.md, "DtC".
 """
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 Layout of a sweep directory ``DIR``:
 
-- ``DIR/trials.parquet``: one row per trial (see "Results schema" in DESIGN.md). Columns are
-  the `LEADING_COLUMNS` first, then every other column in the order it was first seen (the
-  mechanism strengths, then the metrics, as `raymia.trial.run_trial` emits them).
-- ``DIR/scores/<trial_id>.parquet``: the per-sample membership scores of one trial, one column
-  per score (e.g. ``loss``, ``merlin``, ``dtc``, ``is_member``), all of the same length.
+- ``DIR/trials.parquet``: one row per trial (docs/ARCHITECTURE.md, "Results schema").
+  Columns are the `LEADING_COLUMNS` first, then every other column in the order it was first
+  seen (the settings and mechanism strengths, then the metrics, as `raymia.trial.run_trial`
+  emits them).
+- ``DIR/scores/<trial_id>.parquet``: the per-sample membership scores of one trial, all of the
+  same length: ``sample_index`` (the pool index), ``label``, ``is_member``, one
+  ``score_<attack>`` per attack that ran (e.g. ``score_loss``, ``score_merlin``), and with DtC
+  ``dtc`` (NaN for samples not measured) and ``dtc_censored``.
 
 Both are written atomically: to a temporary file in the same directory, flushed and fsynced,
 then renamed over the final name. A crash mid-write leaves the previous complete file in place;

@@ -13,7 +13,7 @@ from raymia import attacks, metrics
 from raymia.attacks import reference
 from raymia.config import AttackOptions, Mechanisms, TrialConfig
 from raymia.data import DataError, load_splits
-from raymia.outputs import sample_loss
+from raymia.outputs import per_sample_loss, sample_loss, true_class_margin
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,7 +82,7 @@ def test_probability_scores_match_hand_computation():
     x, y = torch.from_numpy(X), torch.from_numpy(Y)
     scores = attacks.score_all(model, x, y, AttackOptions(), seed=0)
     from_arrays = attacks.score_all(model, X, Y, AttackOptions(), seed=0)
-    np.testing.assert_allclose(attacks.per_sample_loss(model, x, y), loss, rtol=1e-12)
+    np.testing.assert_allclose(per_sample_loss(model, x, y), loss, rtol=1e-12)
     np.testing.assert_allclose(scores["loss"], -loss, rtol=1e-12)
     # confidence is reported as the logit of p_y (monotone in p_y, never rounded to 1)
     np.testing.assert_allclose(scores["confidence"], np.log(p_y) - np.log1p(-p_y), rtol=1e-12)
@@ -90,7 +90,7 @@ def test_probability_scores_match_hand_computation():
     np.testing.assert_allclose(from_arrays["modified_entropy"], -mentr, rtol=1e-12)
     # LiRA's statistic: log p_y - log(1 - p_y)
     np.testing.assert_allclose(
-        attacks.true_class_margin(model, x, y), np.log(p_y) - np.log(1 - p_y), rtol=1e-12
+        true_class_margin(model, x, y), np.log(p_y) - np.log(1 - p_y), rtol=1e-12
     )
 
 
@@ -116,7 +116,7 @@ def test_extreme_logits_stay_finite_and_ordered():
     scores = attacks.score_all(model, x, y, AttackOptions(merlin_neighbours=3), seed=0)
     for key, values in scores.items():
         assert np.all(np.isfinite(values)), key
-    phi = attacks.true_class_margin(model, x, y)
+    phi = true_class_margin(model, x, y)
     assert np.all(np.isfinite(phi))
     # phi keeps resolving confidences that round to exactly 1: it is z_y - logsumexp(z_others).
     logits = X.reshape(3, 4) @ (200 * W).T + B
@@ -249,7 +249,7 @@ def test_attacks_detect_members_of_a_memorizing_target(target):
     for key in ("confidence", "entropy", "modified_entropy"):
         assert aucs[key] > 0.6, aucs
     # the Yeom threshold (mean member loss) beats guessing on the evaluation set
-    member_losses = attacks.per_sample_loss(model, x[:100], y[:100])
+    member_losses = per_sample_loss(model, x[:100], y[:100])
     threshold = attacks.yeom_score_threshold(member_losses)
     assert metrics.advantage_at_threshold(scores["loss"], is_member, threshold) > 0.1
 
@@ -288,8 +288,8 @@ def test_reference_models_are_distinct_out_models_and_feed_lira(target, digits):
     assert halves[0] != halves[1]
     assert trained_on[0][1]["seed_offset"] != trained_on[1][1]["seed_offset"]
 
-    target_phi = attacks.true_class_margin(model, x, y)
-    reference_phi = np.stack([attacks.true_class_margin(m, x, y) for m in models])
+    target_phi = true_class_margin(model, x, y)
+    reference_phi = np.stack([true_class_margin(m, x, y) for m in models])
     lira = attacks.lira_offline_scores(target_phi, reference_phi)
     assert metrics.auc(lira, is_member) > 0.6
 

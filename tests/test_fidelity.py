@@ -329,38 +329,6 @@ def test_image_size_bounds_follow_the_data_set():
     parse_trial_config({"mechanisms": {"cutout": 4, "augment": 2}})
 
 
-@pytest.mark.parametrize(
-    ("body", "needle"),
-    [
-        ("mechanisms:\n  cutout: {int: [0, 8]}\n", "mechanisms.cutout.int = [0, 8]"),
-        ("mechanisms:\n  augment: {choice: [0, 1, 3]}\n", "mechanisms.augment.choice"),
-        ("mechanisms:\n  augment: 4\n", "mechanisms.augment = 4"),
-        ("grid:\n  - {}\n  - {cutout: 6}\n", "grid[1]"),
-        (
-            "trial: {norm: batch}\nmechanisms:\n  dp_noise: {choice: [0.0, 1.0]}\n",
-            "norm = 'batch'",
-        ),
-        (
-            "trial: {members: 100}\nmechanisms:\n  dp_noise: {choice: [0.0, 1.0]}\n"
-            "  dp_delta: 0.05\n",
-            "dp_delta = 0.05",
-        ),
-    ],
-)
-def test_search_spaces_refuse_what_the_trial_rules_out(tmp_path, body, needle):
-    path = tmp_path / "space.yaml"
-    path.write_text(body)
-    with pytest.raises(ConfigError) as err:
-        load_space(path)
-    message = str(err.value)
-    assert "\n" not in message and str(path) in message and needle in message
-
-
-@pytest.mark.parametrize("name", ["paper", "frontier", "combinations"])
-def test_the_shipped_spaces_still_load(name):
-    assert load_space(shipped_space(name))
-
-
 # --- 6. a device that is not there -----------------------------------------------------------
 
 

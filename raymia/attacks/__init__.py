@@ -8,7 +8,6 @@ declares and :func:`score_all` for running them.
 
 from __future__ import annotations
 
-from ..outputs import per_sample_loss, true_class_margin
 from ..registry import import_submodules
 from .registry import REGISTRY, Attack, Target, register, unregister
 from .scoring import score_all, scores_from_logits
@@ -25,11 +24,9 @@ __all__ = [
     "Target",
     "lira_offline_scores",
     "merlin_scores",
-    "per_sample_loss",
     "register",
     "score_all",
     "scores_from_logits",
-    "true_class_margin",
     "unregister",
     "yeom_score_threshold",
     "yeom_threshold",

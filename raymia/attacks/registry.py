@@ -1,4 +1,5 @@
-"""The attack registry: every membership inference attack raymia runs, in column order.
+"""The attack registry: every membership inference attack raymia runs, in column order
+(docs/ARCHITECTURE.md, "Registries").
 
 An `Attack` declares its name, how it scores (from one chunk's logits, sharing the one forward
 pass, or from the model itself), the options it reads (the fields of `AttackOptions`, built

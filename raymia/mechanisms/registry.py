@@ -1,4 +1,5 @@
-"""The mechanism registry: every mechanism raymia knows, in the order of the result columns.
+"""The mechanism registry: every mechanism raymia knows, in the order of the result columns
+(docs/ARCHITECTURE.md, "Registries").
 
 The source of truth for the mechanisms: the pydantic `Mechanisms` model
 (`raymia.config.mechanisms_model`), the search-space parser, DP-SGD's combination rule, the

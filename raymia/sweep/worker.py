@@ -25,17 +25,6 @@ def trial_config(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return config, switched_off
 
 
-def _encode_scores(scores: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **scores)
-    return buffer.getvalue()
-
-
-def _decode_scores(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob)) as data:
-        return {name: data[name] for name in data.files}
-
-
 def encode_scores(scores: dict[str, np.ndarray]) -> bytes:
     """Return the per-sample score arrays packed as one npz blob."""
     buffer = io.BytesIO()
