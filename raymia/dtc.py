@@ -190,11 +190,8 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
     Returns:
         A :class:`DtcResult` with one distance and one censored flag per sample.
     """
-    _check_tau(tau)
-    device, dtype = device_dtype(model)
-    xt, yt = _as_tensors(x, y, device, dtype)
+    xt, yt, eps_max = _search_inputs(model, x, y, tau, options)
     n = xt.shape[0]
-    eps_max = options.radius_max
     distance = np.full(n, eps_max, dtype=np.float64)
     censored = np.zeros(n, dtype=bool)
     if n == 0:
@@ -210,7 +207,7 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
         # Bisection only for samples that reach tau at eps_max but were not confident at d = 0.
         todo = np.flatnonzero(reached_at > 0)
         if todo.size:
-            rows = torch.as_tensor(todo, device=device)
+            rows = torch.as_tensor(todo, device=xt.device)
             x_todo, y_todo, grad0_todo = xt[rows], yt[rows], grad0[rows]
             del grad0
             lo = np.zeros(todo.size, dtype=np.float64)
@@ -237,11 +234,8 @@ def dtc_reference(
     Returns:
         A :class:`DtcResult` with one distance and one censored flag per sample.
     """
-    _check_tau(tau)
-    device, dtype = device_dtype(model)
-    xt, yt = _as_tensors(x, y, device, dtype)
+    xt, yt, eps_max = _search_inputs(model, x, y, tau, options)
     n = xt.shape[0]
-    eps_max = options.radius_max
     distance = np.zeros(n, dtype=np.float64)
     censored = np.zeros(n, dtype=bool)
     with eval_mode(model, freeze=True):
@@ -546,6 +540,16 @@ def _reached(margin: torch.Tensor, tau: float) -> torch.Tensor:
 def _check_tau(tau: float) -> None:
     if not math.isfinite(float(tau)):
         raise ValueError(f"DtC tau: got {tau!r}, expected a finite margin (logit of p_y)")
+
+
+def _search_inputs(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Check tau; return x and y on the model's device and dtype, and the radius cap."""
+    _check_tau(tau)
+    device, dtype = device_dtype(model)
+    xt, yt = _as_tensors(x, y, device, dtype)
+    return xt, yt, options.radius_max
 
 
 def _as_tensors(

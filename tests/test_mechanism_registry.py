@@ -86,25 +86,16 @@ def test_every_strength_bound_is_enforced(name):
         parse_trial_config({"mechanisms": {name: setting.type(-1)}})
 
 
-def test_a_name_is_registered_once_and_a_level_must_be_known():
-    class Again(Mechanism):
-        name = "dropout"
-        level = "model"
-        setting = Setting(float, "again", le=1.0)
-        hooks = frozenset()
-
-    with pytest.raises(ValueError, match="'dropout' is taken"):
-        register(Again)
-
-    class Nowhere(Mechanism):
-        name = "nowhere"
-        level = "everywhere"
-        setting = Setting(float, "nowhere", le=1.0)
-        hooks = frozenset()
-
-    with pytest.raises(ValueError, match="level 'everywhere'"):
-        register(Nowhere)
-    assert "nowhere" not in REGISTRY
+@pytest.mark.parametrize(
+    ("name", "level", "message"),
+    [("dropout", "model", "'dropout' is taken"), ("nowhere", "everywhere", "level 'everywhere'")],
+)
+def test_a_name_is_registered_once_and_a_level_must_be_known(name, level, message):
+    declarations = {"name": name, "level": level, "hooks": frozenset()}
+    bad = type("Bad", (Mechanism,), {**declarations, "setting": Setting(float, "bad", le=1.0)})
+    with pytest.raises(ValueError, match=message):
+        register(bad)
+    assert REGISTRY.get(name) is not bad
 
 
 class ToyShift(Mechanism):

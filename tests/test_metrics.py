@@ -3,6 +3,8 @@ and coverage / null level of the intervals and nulls on simulated scores of know
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from scipy.stats import binomtest, norm
@@ -257,28 +259,20 @@ def test_calibrated_threshold_from_reference() -> None:
     direct = advantage_at_threshold(scores, is_member, threshold)
     expected = np.mean(scores[is_member] >= threshold) - np.mean(scores[~is_member] >= threshold)
     assert direct == pytest.approx(expected)
-    row = summarize(
-        scores,
-        is_member,
+    calibrated = functools.partial(
+        summarize,
         prefix="loss",
         reference_scores=ref_scores,
         reference_is_member=ref_member,
         n_boot=20,
         n_permutations=20,
     )
+    row = calibrated(scores, is_member)
     assert row["loss_adv_calibrated"] == pytest.approx(direct)
     # A threshold fitted elsewhere cannot beat the optimistic one on the evaluation set.
     assert row["loss_adv_calibrated"] <= row["loss_adv"]
     # A threshold from a reference where membership runs the other way goes negative.
-    flipped = summarize(
-        -scores,
-        is_member,
-        prefix="loss",
-        reference_scores=ref_scores,
-        reference_is_member=ref_member,
-        n_boot=20,
-        n_permutations=20,
-    )
+    flipped = calibrated(-scores, is_member)
     assert flipped["loss_adv_calibrated"] < 0
 
 

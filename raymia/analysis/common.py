@@ -37,6 +37,8 @@ from raymia.sweep.settings import DEFAULT_OBJECTIVES
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
+    "add_objectives",
+    "add_tolerance",
     "attacks_in",
     "check_objectives",
     "load_sweeps",
@@ -200,13 +202,45 @@ def _help_text(doc: str) -> str:
     return "\n\n".join(kept)
 
 
-def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    """Return an argument parser for one script, described by its module docstring ``doc``;
-    bad arguments raise AnalysisError."""
-    return _Parser(
+def make_parser(prog: str, doc: str | None, sweeps: str = "many") -> argparse.ArgumentParser:
+    """Return an argument parser for one script, described by its module docstring ``doc``,
+    with the sweep directories it reads: ``dirs`` (one or more) or, for ``sweeps="one"``,
+    ``dir`` (a Path). Bad arguments raise AnalysisError."""
+    parser = _Parser(
         prog=prog,
         description=_help_text(doc or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if sweeps == "one":
+        parser.add_argument("dir", metavar="DIR", type=Path, help="sweep directory")
+    else:
+        parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories")
+    return parser
+
+
+def add_objectives(parser: argparse.ArgumentParser) -> None:
+    """Add ``--objectives`` (default: the sweep's, `DEFAULT_OBJECTIVES`)."""
+    parser.add_argument(
+        "--objectives",
+        default=DEFAULT_OBJECTIVES,
+        help=f"name:max|min,... (default {DEFAULT_OBJECTIVES})",
+    )
+
+
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def add_tolerance(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    """Add ``--tolerance``, the accuracy tolerance of `what` (a finite number >= 0)."""
+    parser.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=default,
+        help=f"accuracy tolerance of {what} (default {default})",
     )
 
 

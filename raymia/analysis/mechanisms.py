@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raymia.analysis.common import attacks_in, load_sweeps, make_parser, run_main, write_text
+from raymia.analysis import common
 from raymia.labels import config_key, config_label
 from raymia.leakage import DETECTED, leakage_verdict
 from raymia.mechanisms import REGISTRY
@@ -94,7 +94,7 @@ def mechanism_summary(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.Data
     docstring for the rule.
     """
     ok = ok_trials(df)
-    metrics = ["test_acc"] + [f"{a}_adv" for a in attacks_in(ok)] + ["adv", "dtc_adv"]
+    metrics = ["test_acc"] + [f"{a}_adv" for a in common.attacks_in(ok)] + ["adv", "dtc_adv"]
     metrics += ["adv_null_q95", "adv_excess", "dtc_adv_null_q95"]
     metrics = [m for m in metrics if m in ok.columns]
     verdicts = ok.apply(leakage_verdict, axis=1) if len(ok) else pd.Series(dtype=str)
@@ -203,21 +203,13 @@ def mechanisms_markdown(summary: pd.DataFrame, tolerance: float = TOLERANCE) -> 
 
 def main(argv: list[str]) -> int:
     """Print and write the mechanism table of the sweeps in ``argv``; return the exit code."""
-    parser = make_parser("analysis/mechanisms.py", __doc__)
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories")
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=TOLERANCE,
-        help=f"accuracy tolerance of the 'beats' rule (default {TOLERANCE})",
-    )
+    parser = common.make_parser("analysis/mechanisms.py", __doc__)
+    common.add_tolerance(parser, TOLERANCE, "the 'beats' rule")
     parser.add_argument(
         "--out", type=Path, default=None, help="where mechanisms.md goes (default: the first DIR)"
     )
     args = parser.parse_args(argv)
-    if not np.isfinite(args.tolerance) or args.tolerance < 0:
-        parser.error(f"--tolerance {args.tolerance}: expected a number >= 0")
-    df = load_sweeps(args.dirs)
+    df = common.load_sweeps(args.dirs)
     summary = mechanism_summary(df, args.tolerance)
     n_ok = len(ok_trials(df))
     skipped = len(df) - n_ok
@@ -226,11 +218,11 @@ def main(argv: list[str]) -> int:
         title += f" ({skipped} failed or diverged trials left out)"
     text = f"{title}\n\n{mechanisms_markdown(summary, args.tolerance)}"
     out = args.out if args.out is not None else Path(args.dirs[0])
-    path = write_text(out / "mechanisms.md", text)
+    path = common.write_text(out / "mechanisms.md", text)
     print(f"wrote {path}", file=sys.stderr)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(common.run_main(main))

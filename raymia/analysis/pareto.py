@@ -24,15 +24,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
-from raymia.analysis.common import (
-    DEFAULT_OBJECTIVES,
-    check_objectives,
-    load_sweeps,
-    make_parser,
-    run_main,
-    save_figure,
-    write_text,
-)
+from raymia.analysis import common
 from raymia.labels import NONE_LABEL, add_labels
 from raymia.pareto import Objective, pareto_front
 from raymia.results import ok_trials
@@ -189,18 +181,13 @@ def plot_pareto(
         title or f"Privacy/utility trade-off: {len(ok)} completed trials (upper left is better)"
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return common.save_figure(fig, path)
 
 
 def main(argv: list[str]) -> int:
     """Print and write the Pareto front of the sweeps in ``argv``; return the exit code."""
-    parser = make_parser("analysis/pareto.py", __doc__)
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories")
-    parser.add_argument(
-        "--objectives",
-        default=DEFAULT_OBJECTIVES,
-        help=f"name:max|min,... (default {DEFAULT_OBJECTIVES})",
-    )
+    parser = common.make_parser("analysis/pareto.py", __doc__)
+    common.add_objectives(parser)
     parser.add_argument(
         "--out",
         type=Path,
@@ -208,8 +195,8 @@ def main(argv: list[str]) -> int:
         help="where pareto.md and pareto.png go (default: the first DIR)",
     )
     args = parser.parse_args(argv)
-    df = load_sweeps(args.dirs)
-    objectives = check_objectives(df, args.objectives)
+    df = common.load_sweeps(args.dirs)
+    objectives = common.check_objectives(df, args.objectives)
     out = args.out if args.out is not None else Path(args.dirs[0])
     front = front_trials(df, objectives)
     n_ok = len(ok_trials(df))
@@ -217,7 +204,7 @@ def main(argv: list[str]) -> int:
         f"Pareto front over {', '.join(map(str, objectives))}: {len(front)} of "
         f"{n_ok} completed trials\n\n{front_markdown(front, objectives)}"
     )
-    md = write_text(out / "pareto.md", table)
+    md = common.write_text(out / "pareto.md", table)
     png = plot_pareto(df, objectives, out / "pareto.png")
     print(f"wrote {md} and {png}", file=sys.stderr)
     print(table)
@@ -225,4 +212,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(common.run_main(main))

@@ -27,15 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from raymia.analysis.common import (
-    DEFAULT_OBJECTIVES,
-    check_objectives,
-    load_sweeps,
-    make_parser,
-    run_main,
-    save_figure,
-    write_text,
-)
+from raymia.analysis import common
 from raymia.analysis.mechanisms import TOLERANCE, mechanism_summary, mechanisms_markdown
 from raymia.analysis.pareto import plot_pareto
 from raymia.analysis.roc import plot_trial, roc_png_name
@@ -137,7 +129,7 @@ def plot_hypervolume(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return common.save_figure(fig, path)
 
 
 def leakage_sentence(ok: pd.DataFrame) -> str:
@@ -175,7 +167,7 @@ def _failures_markdown(df: pd.DataFrame) -> str:
 
 def write_report(
     sweep_dir: Path,
-    objectives_spec: str = DEFAULT_OBJECTIVES,
+    objectives_spec: str = common.DEFAULT_OBJECTIVES,
     max_roc: int = 4,
     tolerance: float = TOLERANCE,
 ) -> Path:
@@ -184,8 +176,8 @@ def write_report(
     Raises AnalysisError or ResultsError (one line) for a directory without a readable
     trials table, with no completed trial, or an objective the table cannot serve.
     """
-    df = load_sweeps([sweep_dir])
-    objectives = check_objectives(df, objectives_spec)
+    df = common.load_sweeps([sweep_dir])
+    objectives = common.check_objectives(df, objectives_spec)
     figures = sweep_dir / FIGURES_DIR
     ok = ok_trials(df)
     counts = df["status"].replace({"ok": "completed"}).value_counts()
@@ -284,39 +276,27 @@ def write_report(
         "",
         _failures_markdown(df),
     ]
-    return write_text(sweep_dir / REPORT_FILE, "\n".join(lines))
+    return common.write_text(sweep_dir / REPORT_FILE, "\n".join(lines))
 
 
 def main(argv: list[str]) -> int:
     """Write the report of the sweep in ``argv``; return the exit code."""
-    parser = make_parser("analysis/report.py", __doc__)
-    parser.add_argument("dir", metavar="DIR", type=Path, help="sweep directory")
-    parser.add_argument(
-        "--objectives",
-        default=DEFAULT_OBJECTIVES,
-        help=f"name:max|min,... (default {DEFAULT_OBJECTIVES})",
-    )
+    parser = common.make_parser("analysis/report.py", __doc__, sweeps="one")
+    common.add_objectives(parser)
     parser.add_argument(
         "--max-roc",
         type=int,
         default=4,
         help="ROC figures for at most this many front trials (default 4)",
     )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=TOLERANCE,
-        help=f"accuracy tolerance of the mechanisms table (default {TOLERANCE})",
-    )
+    common.add_tolerance(parser, TOLERANCE, "the mechanisms table")
     args = parser.parse_args(argv)
     if args.max_roc < 0:
         parser.error(f"--max-roc {args.max_roc}: expected a number >= 0")
-    if not np.isfinite(args.tolerance) or args.tolerance < 0:
-        parser.error(f"--tolerance {args.tolerance}: expected a number >= 0")
     path = write_report(args.dir, args.objectives, args.max_roc, args.tolerance)
     print(f"wrote {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(common.run_main(main))

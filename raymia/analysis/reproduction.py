@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raymia.analysis.common import attacks_in, load_sweeps, make_parser, run_main, write_text
+from raymia.analysis import common
 from raymia.analysis.mechanisms import mechanism_summary
 from raymia.errors import AnalysisError, ResultsError
 from raymia.labels import add_labels
@@ -168,7 +168,7 @@ def _dtc_p(trial: pd.Series, n_permutations: int) -> float | None:
 def dtc_where_attacks_fail(df: pd.DataFrame, n_permutations: int = 500) -> tuple[str, str]:
     """Return (verdict, section) for finding 4."""
     ok = ok_trials(df)
-    attacks = attacks_in(ok)
+    attacks = common.attacks_in(ok)
     rows, hits, failing = [], 0, 0
     for _, trial in ok.iterrows():
         attack_p = _attack_p(trial, attacks)
@@ -247,11 +247,10 @@ def null_sizes(df: pd.DataFrame) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = make_parser("reproduction.py", __doc__)
-    parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories")
+    parser = common.make_parser("analysis/reproduction.py", __doc__)
     parser.add_argument("--out", metavar="FILE", help="Markdown output file")
     args = parser.parse_args(argv)
-    df = add_labels(load_sweeps(args.dirs))
+    df = add_labels(common.load_sweeps(args.dirs))
     summary = mechanism_summary(df)
     if not (summary["kind"] == "baseline").any():
         raise AnalysisError("no baseline trial (no mechanism on) in these sweeps; run paper.yaml")
@@ -292,11 +291,11 @@ def main(argv: list[str]) -> int:
         "",
     ]
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "reproduction.md"
-    write_text(out, "\n".join(lines))
+    common.write_text(out, "\n".join(lines))
     print("\n".join(lines[: 8 + len(findings)]))
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(common.run_main(main))

@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from raymia.analysis.common import load_sweeps, make_parser, run_main, save_figure
+from raymia.analysis import common
 from raymia.errors import AnalysisError, ResultsError
 from raymia.labels import config_label
 from raymia.results import load_scores, scores_path
@@ -160,7 +160,7 @@ def plot_trial(sweep_dir: Path, row: pd.Series, path: Path) -> Path:
         f"best attack advantage {fmt(row.get('adv'))}"
     )
     fig.tight_layout()
-    return save_figure(fig, path)
+    return common.save_figure(fig, path)
 
 
 def _trial_rows(df: pd.DataFrame, trial_ids: list[str], sweep_dir: Path) -> list[pd.Series]:
@@ -185,8 +185,7 @@ def _trial_rows(df: pd.DataFrame, trial_ids: list[str], sweep_dir: Path) -> list
 
 def main(argv: list[str]) -> int:
     """Write one ROC/DtC figure per trial named in ``argv``; return the exit code."""
-    parser = make_parser("analysis/roc.py", __doc__)
-    parser.add_argument("dir", metavar="DIR", type=Path, help="sweep directory")
+    parser = common.make_parser("analysis/roc.py", __doc__, sweeps="one")
     parser.add_argument(
         "--trials",
         nargs="+",
@@ -198,7 +197,7 @@ def main(argv: list[str]) -> int:
         "--out", type=Path, default=None, help="where the roc-<trial>.png files go (default: DIR)"
     )
     args = parser.parse_args(argv)
-    df = load_sweeps([args.dir])
+    df = common.load_sweeps([args.dir])
     out = args.out if args.out is not None else args.dir
     for row in _trial_rows(df, args.trials, args.dir):
         path = plot_trial(args.dir, row, out / roc_png_name(str(row["trial_id"])))
@@ -207,4 +206,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    sys.exit(common.run_main(main))
