@@ -23,13 +23,17 @@ from pydantic import (
 )
 
 from .attacks.registry import REGISTRY as ATTACKS
+from .data import DATASETS
 from .dtc import DtcOptions, parse_tau
+from .dtc import Norm as DtcNorm
 from .errors import ConfigError
 from .mechanisms.registry import REGISTRY as MECHANISMS
 from .mechanisms.registry import settings as mechanism_settings
+from .models import Norm as LayerNorm
 from .registry import Registry
 
-DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100")
+# The data set names a trial accepts: the keys of `raymia.data.DATASETS`.
+DATASET_NAMES = tuple(DATASETS)
 
 
 class _Strict(BaseModel):
@@ -147,10 +151,10 @@ AttackOptionsSection = _section(attack_options_model, AttackOptionsBase)
 
 class DtcSettings(_Strict):
     """Distance-to-confident options (raymia.dtc; docs/ARCHITECTURE.md, "DtC"); the search's
-    defaults are `raymia.dtc.DtcOptions`'."""
+    defaults are those of `raymia.dtc.DtcOptions`."""
 
     enabled: bool = True
-    norm: Literal["l2", "linf"] = DtcOptions.norm
+    norm: DtcNorm = DtcOptions.norm
     tau: str = Field(
         "quantile:0.9",
         description="quantile:q of reference true-class margins, or absolute:p (margin logit(p))",
@@ -177,7 +181,7 @@ class DtcSettings(_Strict):
 class TrialConfig(_Strict):
     """One trial: data, training settings, mechanisms, and what to measure."""
 
-    dataset: Literal["digits", "fashion-mnist", "cifar10", "cifar100"] = "digits"
+    dataset: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
     seed: int = Field(0, ge=0, le=2**31 - 1)
     data_root: str | None = None
     download: bool = False
@@ -195,9 +199,7 @@ class TrialConfig(_Strict):
     # One architecture for every trial: GroupNorm works under DP-SGD (BatchNorm mixes the
     # samples of a batch, which per-sample clipping cannot allow), so DP-versus-rest compares
     # mechanisms, not normalization layers.
-    norm: Literal["batch", "group", "none"] = Field(
-        "group", description="normalization layers: batch | group | none"
-    )
+    norm: LayerNorm = Field("group", description="normalization layers: batch | group | none")
     mechanisms: MechanismsSection = Field(
         default_factory=dict, description="mechanism strengths (raymia.mechanisms)"
     )
@@ -217,9 +219,7 @@ class TrialConfig(_Strict):
 
     def member_count(self) -> int:
         """Return the number of members the trial trains on (the data set's default if unset)."""
-        from .data import DATASETS as INFO
-
-        return self.members or INFO[self.dataset].members
+        return self.members or DATASETS[self.dataset].members
 
     def flat(self) -> dict[str, Any]:
         """Return the config as one flat dict: the top-level settings, the columns mechanisms
