@@ -27,6 +27,14 @@ TRIAL = {
 R = TypeVar("R")
 
 
+def require_completed(df: Any, n: int) -> None:
+    """Stop the benchmark (exit message, no figure) unless the sweep ran `n` trials, all ok:
+    a timing over failed trials would mislead."""
+    ok = int((df["status"] == "ok").sum()) if "status" in df else 0
+    if len(df) != n or ok != n:
+        raise SystemExit(f"benchmark: {ok} of {n} trials completed ({len(df)} rows); no figure")
+
+
 def alternating_runs(
     runners: dict[str, Callable[..., R]],
     repeats: int,

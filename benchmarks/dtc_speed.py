@@ -24,9 +24,10 @@ import torch
 
 from raymia.config import parse_trial_config
 from raymia.data import load_splits
-from raymia.dtc import DtcOptions, dtc, dtc_reference, resolve_tau, true_class_margin
+from raymia.dtc import DtcOptions, dtc, dtc_reference, resolve_tau
 from raymia.measure import balanced_evaluation
 from raymia.models import fuse_for_inference
+from raymia.outputs import true_class_margin
 from raymia.train import train_model
 
 
@@ -52,8 +53,10 @@ def main() -> None:
     x, y = evaluation.x[rows], evaluation.y[rows]
 
     options = DtcOptions(norm=args.norm)
-    margin = true_class_margin(model, splits.reference.x, splits.reference.y)
-    tau = resolve_tau(options.tau, margin)
+    margin = true_class_margin(
+        model, splits.reference.x, splits.reference.y, batch_size=options.batch_size
+    )
+    tau = resolve_tau(config.dtc.tau, margin)
 
     batched_times = []
     for _ in range(max(1, args.batched_runs)):

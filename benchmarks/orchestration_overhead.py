@@ -19,10 +19,18 @@ import argparse
 import time
 
 import torch
-from common import TRIAL, alternating_runs, configurations, scratch, write_grid_space
+from common import (
+    TRIAL,
+    alternating_runs,
+    configurations,
+    require_completed,
+    scratch,
+    write_grid_space,
+)
 
 from raymia.data import load_pool
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 from raymia.trial import run_trial
 
 
@@ -51,7 +59,7 @@ def sweep(points: list[dict], trial: dict, threads: int) -> tuple[float, float]:
         started, started_wall = time.perf_counter(), time.time()
         df = run_sweep(settings)
         elapsed = time.perf_counter() - started
-    assert len(df) == len(points) and (df["status"] == "ok").all()
+    require_completed(df, len(points))
     return elapsed, float(df["started_at"].min() - started_wall)
 
 

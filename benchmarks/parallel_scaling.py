@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import TRIAL, configurations, scratch, write_grid_space
+from common import TRIAL, configurations, require_completed, scratch, write_grid_space
 
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 
 
 def trials_per_minute(space: str, out: str, concurrent: int, n: int) -> float:
@@ -25,7 +26,7 @@ def trials_per_minute(space: str, out: str, concurrent: int, n: int) -> float:
     started = time.perf_counter()
     df = run_sweep(settings)
     elapsed = time.perf_counter() - started
-    assert len(df) == n and (df["status"] == "ok").all()
+    require_completed(df, n)
     return n / elapsed * 60
 
 

@@ -40,7 +40,8 @@ from common import TRIAL, alternating_runs, scratch, write_search_space
 
 from raymia.data import load_pool
 from raymia.pareto import default_reference, hypervolume, parse_objectives
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 from raymia.trial import run_trial
 
 OBJECTIVES = "acc:max,adv:min,dtc_adv:min"

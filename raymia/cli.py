@@ -1,7 +1,9 @@
 """The `raymia` command line: `raymia trial` runs one trial, `raymia sweep` a search.
 
-Bad input (a typo'd key, an out-of-range strength, a missing data root, a bad flag) ends with
-one line on stderr and exit code 2, never a traceback.
+Bad input (a typo'd key, an out-of-range strength, a missing data root, a bad flag: any
+`raymia.errors.UserError`) ends with one line on stderr and exit code 2, never a traceback.
+The parser imports nothing heavy: torch, pandas and Ray load only when a command runs, so
+`raymia --help` answers at once.
 """
 
 from __future__ import annotations
@@ -13,16 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .config import ConfigError, apply_overrides, load_yaml, parse_trial_config
-from .data import DataError
-from .results import ResultsError
+from .errors import ConfigError, UsageError, UserError
 from .sweep_cli import add_sweep_parser
 
 EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Bad command-line input; the message is the one line the user sees."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +75,8 @@ def _json_safe(value: Any) -> Any:
 
 def trial_config_from_args(args: argparse.Namespace) -> Any:
     """Return the validated TrialConfig that the trial flags describe."""
+    from .config import apply_overrides, load_yaml, parse_trial_config
+
     data: dict[str, Any] = {}
     source = "--set"
     if args.config:
@@ -138,8 +136,9 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
         f"{'attack':<18}{'adv':>7}  {'95% CI':<15}{'AUC':>7}{'null q95':>10}{'p':>8}"
         f"{'calibrated':>12}",
     ]
-    attacks = [k.removesuffix("_adv") for k in row if k.endswith("_adv") and k != "dtc_adv"]
-    for name in (a for a in attacks if f"{a}_auc" in row):
+    from .attacks import REGISTRY as ATTACKS
+
+    for name in (a for a in ATTACKS if f"{a}_adv" in row and f"{a}_auc" in row):
         lo, hi = row.get(f"{name}_adv_lo"), row.get(f"{name}_adv_hi")
         ci = f"[{_num(lo, 2)}, {_num(hi, 2)}]" if lo is not None else "n/a"
         lines.append(
@@ -164,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
-    except (UsageError, ConfigError, DataError, ResultsError) as err:
+    except UserError as err:
         print(f"raymia: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -31,11 +31,9 @@ from typing import Any
 
 import yaml
 
+from .errors import ClusterConfigError
+
 __all__ = ["ClusterConfigError", "validate_cluster_config"]
-
-
-class ClusterConfigError(ValueError):
-    """A cluster config that Ray would reject; the message names the file and the problem."""
 
 
 def _one_line(text: str) -> str:

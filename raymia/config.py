@@ -6,145 +6,162 @@ names the source (file or flag), the key path, the value and what was expected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
-    computed_field,
+    create_model,
     field_validator,
     model_validator,
 )
 
-DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100")
+from .attacks.registry import REGISTRY as ATTACKS
+from .data import DATASETS
+from .dtc import DtcOptions, parse_tau
+from .dtc import Norm as DtcNorm
+from .errors import ConfigError
+from .mechanisms.registry import REGISTRY as MECHANISMS
+from .mechanisms.registry import settings as mechanism_settings
+from .models import Norm as LayerNorm
+from .registry import Registry
 
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message is one line meant for the user."""
+# The data set names a trial accepts: the keys of `raymia.data.DATASETS`.
+DATASET_NAMES = tuple(DATASETS)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class Mechanisms(_Strict):
-    """Every regularization mechanism's strength; 0 means off."""
-
-    # input level
-    # Strengths in pixels are bounded per data set by TrialConfig (see IMAGE_SIZE_DIVISORS);
-    # the ranges here are loose outer bounds.
-    augment: int = Field(0, ge=0, le=8, description="random-crop padding in pixels (+ flip)")
-    input_noise: float = Field(0.0, ge=0, le=2.0, description="Gaussian input noise sigma")
-    cutout: int = Field(0, ge=0, le=32, description="cutout square size in pixels")
-    mixup: float = Field(0.0, ge=0, le=4.0, description="mixup Beta(alpha, alpha) alpha")
-    # output level
-    label_smoothing: float = Field(0.0, ge=0, lt=1.0, description="label smoothing alpha")
-    confidence_penalty: float = Field(0.0, ge=0, le=10.0, description="entropy penalty beta")
-    disturb_label: float = Field(0.0, ge=0, lt=1.0, description="DisturbLabel alpha")
-    distillation: float = Field(0.0, ge=0, le=100.0, description="distillation temperature")
-    # model / optimizer level
-    dropout: float = Field(0.0, ge=0, le=0.9, description="dropout probability")
-    weight_decay: float = Field(
-        0.0, ge=0, le=1.0, description="L2 penalty lambda: lambda / 2 * ||w||^2 on the weights"
-    )
-    # training level
-    early_stopping: int = Field(0, ge=0, le=100, description="patience in epochs")
-    adv_reg: float = Field(0.0, ge=0, le=10.0, description="adversarial regularization lambda")
-    dp_noise: float = Field(0.0, ge=0, le=20.0, description="DP-SGD noise multiplier")
-    dp_clip: float = Field(1.0, gt=0, le=100.0, description="DP-SGD per-sample clipping norm")
-    dp_delta: float = Field(1e-5, gt=0, lt=1.0, description="DP-SGD delta (far below 1/members)")
-
-    # Settings that ride with dp_noise: never a mechanism of their own (see `active`).
-    RIDERS: ClassVar[tuple[str, ...]] = ("dp_clip", "dp_delta")
+class MechanismsBase(_Strict):
+    """Every regularization mechanism's strength (0 = off) and the settings that ride with
+    one. The fields come from the mechanism registry: `mechanisms_model` builds the model."""
 
     @model_validator(mode="after")
-    def _check(self) -> Mechanisms:
-        if 0 < self.distillation < 1:
-            raise ValueError(
-                f"mechanisms.distillation = {self.distillation}: expected 0 (off) or a "
-                "temperature >= 1"
-            )
-        if self.dp_noise > 0:
-            # Each of these breaks the per-sample sensitivity bound DP-SGD's epsilon rests on.
-            clashes = {
-                "mixup": "mixup blends samples, so one sample's influence is no longer clipped",
-                "distillation": "the teacher is trained without DP on the same members",
-                "adv_reg": "the inference model's updates are not clipped or noised",
-            }
-            for name, reason in clashes.items():
-                if getattr(self, name) > 0:
+    def _check(self) -> MechanismsBase:
+        on = self.active()
+        for name, strength in on.items():
+            if problem := MECHANISMS[name].strength_problem(strength):
+                raise ValueError(problem)
+        # Each clash breaks the per-sample sensitivity bound DP-SGD's epsilon rests on.
+        for dp in (name for name in on if MECHANISMS[name].dp_sgd):
+            for name, strength in on.items():
+                if reason := MECHANISMS[name].dp_clash:
                     raise ValueError(
-                        f"mechanisms.{name} = {getattr(self, name)} cannot combine with "
-                        f"mechanisms.dp_noise = {self.dp_noise}: {reason}"
+                        f"mechanisms.{name} = {strength} cannot combine with "
+                        f"mechanisms.{dp} = {on[dp]}: {reason}"
                     )
         return self
 
     def active(self) -> dict[str, float]:
-        """Return the mechanisms that are on, name -> strength (the RIDERS, dp_clip and
-        dp_delta, ride with dp_noise and are never listed)."""
-        return {
-            name: value
-            for name, value in self.model_dump().items()
-            if name not in self.RIDERS and value
-        }
-
-    # Strengths measured in pixels, bounded by the data set's image side: side // divisor.
-    # Cutout: DeVries & Taylor's largest square is half the side (16 on CIFAR's 32), which
-    # covers at most a quarter of the image. Crop padding: a shift of a quarter of the side
-    # keeps at least 3/4 of each axis (9/16 of the image) in view; the common CIFAR setting,
-    # 4 on 32, is an eighth. Beyond these the transform erases or shifts out the digit itself.
-    IMAGE_SIZE_DIVISORS: ClassVar[dict[str, tuple[int, str]]] = {
-        "cutout": (2, "half the image side"),
-        "augment": (4, "a quarter of the image side"),
-    }
-
-    @classmethod
-    def image_size_problem(cls, name: str, value: float, dataset: str) -> str | None:
-        """Return why `value` is too large a `name` strength for `dataset`'s images (one
-        clause naming key, value, data set and limit), or None when it fits."""
-        if name not in cls.IMAGE_SIZE_DIVISORS:
-            return None
-        from .data import DATASETS as INFO
-
-        side = INFO[dataset].image_size
-        divisor, why = cls.IMAGE_SIZE_DIVISORS[name]
-        limit = side // divisor
-        if value <= limit:
-            return None
-        return (
-            f"mechanisms.{name} = {value} is too large for {dataset} ({side}x{side} images): "
-            f"expected at most {limit} ({why})"
-        )
+        """Return the mechanisms that are on, name -> strength (riders such as dp_clip and
+        dp_delta ride with their mechanism and are never listed)."""
+        return {name: value for name in MECHANISMS if (value := getattr(self, name, 0))}
 
 
-class AttackOptions(_Strict):
-    """Which membership inference attacks run after training, and their knobs."""
+# One model per registry state: name -> (registry version, model).
+_BUILT: dict[str, tuple[int, type[BaseModel]]] = {}
 
-    merlin_neighbours: int = Field(100, ge=1, le=1000, description="Merlin's T")
-    merlin_sigma: float = Field(0.1, gt=0, le=5.0, description="Merlin's noise sigma")
-    lira_reference_models: int = Field(0, ge=0, le=256, description="LiRA's K (0 = off)")
-    shadow_calibration: bool = Field(
-        True, description="train one shadow model on reference data for calibrated thresholds"
+
+def _built(
+    name: str, base: type[BaseModel], registry: Registry, fields: Callable[[], dict[str, Any]]
+) -> Any:
+    """Return the model `name` with `fields()` on `base`, built once per registry version."""
+    built = _BUILT.get(name)
+    if built is None or built[0] != registry.version:
+        model = create_model(name, __base__=base, __module__=__name__, **fields())
+        built = _BUILT[name] = (registry.version, model)
+    return built[1]
+
+
+def mechanisms_model() -> type[MechanismsBase]:
+    """Return the pydantic `Mechanisms` model of the registered mechanisms (their strengths
+    and riders, in registry order), rebuilt after the registry changes."""
+    return _built(
+        "Mechanisms",
+        MechanismsBase,
+        MECHANISMS,
+        lambda: {name: setting.field() for name, setting in mechanism_settings().items()},
     )
-    n_bootstrap: int = Field(200, ge=0, le=10_000)
-    n_permutations: int = Field(200, ge=0, le=10_000)
+
+
+def _section(model_of: Callable[[], type[BaseModel]], base: type[BaseModel]) -> Any:
+    """Return an annotation that validates with the model `model_of()` gives when it runs, so
+    a TrialConfig field follows its registry (an instance of an older build is re-checked)."""
+
+    def validate(value: Any) -> BaseModel:
+        model = model_of()
+        if isinstance(value, model):
+            return value
+        if isinstance(value, base):
+            value = value.model_dump()
+        return model.model_validate(value)
+
+    return Annotated[base, PlainValidator(validate), PlainSerializer(lambda m: m.model_dump())]
+
+
+MechanismsSection = _section(mechanisms_model, MechanismsBase)
+
+
+class AttackOptionsBase(_Strict):
+    """Which membership inference attacks run after training, and their knobs. The fields
+    are the general ones below plus each registered attack's own options
+    (`attack_options_model` builds the model)."""
+
+
+# The options of every trial's measurement, beside each attack's own.
+_GENERAL_ATTACK_OPTIONS: dict[str, Any] = {
+    "shadow_calibration": (
+        bool,
+        Field(
+            True, description="train one shadow model on reference data for calibrated thresholds"
+        ),
+    ),
+    "n_bootstrap": (
+        int,
+        Field(200, ge=0, le=10_000, description="bootstrap replicates of each AUC interval"),
+    ),
+    "n_permutations": (
+        int,
+        Field(200, ge=0, le=10_000, description="label permutations of each advantage's null"),
+    ),
+}
+
+
+def attack_options_model() -> type[AttackOptionsBase]:
+    """Return the pydantic `AttackOptions` model: every registered attack's options, in
+    registry order, then the general ones; rebuilt after the registry changes."""
+
+    def fields() -> dict[str, Any]:
+        options = {n: s.field() for attack in ATTACKS.values() for n, s in attack.options.items()}
+        return {**options, **_GENERAL_ATTACK_OPTIONS}
+
+    return _built("AttackOptions", AttackOptionsBase, ATTACKS, fields)
+
+
+AttackOptionsSection = _section(attack_options_model, AttackOptionsBase)
 
 
 class DtcSettings(_Strict):
-    """Distance-to-confident options (see DESIGN.md)."""
+    """Distance-to-confident options (raymia.dtc; docs/ARCHITECTURE.md, "DtC"); the search's
+    defaults are those of `raymia.dtc.DtcOptions`."""
 
     enabled: bool = True
-    norm: Literal["l2", "linf"] = "l2"
+    norm: DtcNorm = DtcOptions.norm
     tau: str = Field(
         "quantile:0.9",
         description="quantile:q of reference true-class margins, or absolute:p (margin logit(p))",
     )
     eps_max: float | None = Field(None, gt=0, description="radius cap (None: norm default)")
-    bisection_steps: int = Field(10, ge=1, le=30)
-    pgd_steps: int = Field(20, ge=1, le=500)
+    bisection_steps: int = Field(DtcOptions.bisection_steps, ge=1, le=30)
+    pgd_steps: int = Field(DtcOptions.pgd_steps, ge=1, le=500)
     max_samples: int = Field(
         500, ge=2, le=100_000, description="members + non-members measured, class-balanced"
     )
@@ -152,22 +169,19 @@ class DtcSettings(_Strict):
     @field_validator("tau")
     @classmethod
     def _check_tau(cls, value: str) -> str:
-        kind, _, number = value.partition(":")
         try:
-            ok = kind in ("quantile", "absolute") and 0 < float(number) < 1
+            parse_tau(value)
         except ValueError:
-            ok = False
-        if not ok:
             raise ValueError(
                 f"dtc.tau = {value!r}: expected 'quantile:q' or 'absolute:p', 0 < q, p < 1"
-            )
+            ) from None
         return value
 
 
 class TrialConfig(_Strict):
     """One trial: data, training settings, mechanisms, and what to measure."""
 
-    dataset: Literal["digits", "fashion-mnist", "cifar10", "cifar100"] = "digits"
+    dataset: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
     seed: int = Field(0, ge=0, le=2**31 - 1)
     data_root: str | None = None
     download: bool = False
@@ -185,79 +199,67 @@ class TrialConfig(_Strict):
     # One architecture for every trial: GroupNorm works under DP-SGD (BatchNorm mixes the
     # samples of a batch, which per-sample clipping cannot allow), so DP-versus-rest compares
     # mechanisms, not normalization layers.
-    norm: Literal["batch", "group", "none"] = Field(
-        "group", description="normalization layers: batch | group | none"
+    norm: LayerNorm = Field("group", description="normalization layers: batch | group | none")
+    mechanisms: MechanismsSection = Field(
+        default_factory=dict, description="mechanism strengths (raymia.mechanisms)"
     )
-    mechanisms: Mechanisms = Mechanisms()
-    attacks: AttackOptions = AttackOptions()
+    attacks: AttackOptionsSection = Field(
+        default_factory=dict, description="attack options (raymia.attacks)"
+    )
     dtc: DtcSettings = DtcSettings()
 
     @model_validator(mode="after")
-    def _check_dataset_bounds(self) -> TrialConfig:
-        mech = self.mechanisms
-        for name in Mechanisms.IMAGE_SIZE_DIVISORS:
-            if problem := Mechanisms.image_size_problem(name, getattr(mech, name), self.dataset):
+    def _check_mechanisms_fit_the_trial(self) -> TrialConfig:
+        # Rules that need the data set or another trial setting (image-size bounds, DP-SGD's
+        # norm and delta), declared by each mechanism.
+        for name, strength in self.mechanisms.active().items():
+            if problem := MECHANISMS[name].trial_problem(strength, self):
                 raise ValueError(problem)
-        if mech.dp_noise > 0 and self.norm == "batch":
-            raise ValueError(
-                f"norm = 'batch' cannot combine with mechanisms.dp_noise = {mech.dp_noise}: "
-                "BatchNorm mixes a batch's samples, so per-sample gradients are not clipped; "
-                "use norm group or none"
-            )
-        if mech.dp_noise > 0 and mech.dp_delta >= 1.0 / self.member_count():
-            raise ValueError(
-                f"mechanisms.dp_delta = {mech.dp_delta}: expected below 1/members = "
-                f"1/{self.member_count()} (far below: a delta of 1/n lets the mechanism "
-                "publish one member's record outright)"
-            )
         return self
 
     def member_count(self) -> int:
         """Return the number of members the trial trains on (the data set's default if unset)."""
-        from .data import DATASETS as INFO
-
-        return self.members or INFO[self.dataset].members
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def dp_accountant(self) -> str | None:
-        """The privacy accountant DP-SGD uses ("prv" or "rdp"; None without DP-SGD): PRV
-        where its discretization fits in memory, else RDP (see raymia.mechanisms.training)."""
-        if not self.mechanisms.dp_noise:
-            return None
-        from .mechanisms.training import DPSGD
-
-        return DPSGD.planned_accountant(self)
+        return self.members or DATASETS[self.dataset].members
 
     def flat(self) -> dict[str, Any]:
-        """Return the config as one flat dict: top-level settings plus every mechanism strength."""
+        """Return the config as one flat dict: the top-level settings, the columns mechanisms
+        add (``dp_accountant``: None where the mechanism is off), then every mechanism strength
+        and rider."""
         out = self.model_dump(exclude={"mechanisms", "attacks", "dtc"})
+        for name, cls in MECHANISMS.items():
+            if cls.row_columns:
+                strength = getattr(self.mechanisms, name, 0)
+                values = cls.row_values(strength, self) if strength else {}
+                out.update({column: values.get(column) for column in cls.row_columns})
         out.update(self.mechanisms.model_dump())
         return out
 
 
-# Names accepted by `--set KEY=VALUE` without a section prefix.
-_SECTIONS = {
-    "mechanisms": Mechanisms.model_fields,
-    "attacks": AttackOptions.model_fields,
-    "dtc": DtcSettings.model_fields,
-}
+def _sections() -> dict[str, type[BaseModel]]:
+    """Return TrialConfig's sections and their current models; their keys are accepted by
+    `--set KEY=VALUE` without a section prefix."""
+    return {
+        "mechanisms": mechanisms_model(),
+        "attacks": attack_options_model(),
+        "dtc": DtcSettings,
+    }
 
 
 def _key_path(key: str) -> list[str]:
     """Resolve a possibly unqualified key (`label_smoothing`) to its path in TrialConfig."""
     parts = key.split(".")
     if len(parts) == 1 and key not in TrialConfig.model_fields:
-        for section, fields in _SECTIONS.items():
-            if key in fields:
+        for section, model in _sections().items():
+            if key in model.model_fields:
                 return [section, key]
     return parts
 
 
 def _known_keys() -> str:
-    names = [k for k in TrialConfig.model_fields if k not in _SECTIONS]
-    for fields in _SECTIONS.values():
-        names += list(fields)
+    sections = _sections()
+    names = [k for k in TrialConfig.model_fields if k not in sections]
+    for model in sections.values():
+        names += list(model.model_fields)
     return ", ".join(names)
 
 
@@ -296,9 +298,7 @@ def describe_error(err: ValidationError, source: str) -> str:
     kind = first["type"]
     if kind == "extra_forbidden":
         parent = first["loc"][:-1]
-        model: type[BaseModel] = TrialConfig
-        for part in parent:
-            model = model.model_fields[str(part)].annotation  # type: ignore[assignment]
+        model: type[BaseModel] = _sections()[str(parent[0])] if parent else TrialConfig
         expected = ", ".join(model.model_fields)
         return f"{source}: unknown key {loc!r}; expected one of: {expected}"
     msg = first["msg"]
@@ -333,3 +333,12 @@ def load_yaml(path: str | Path) -> Any:
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+
+
+def __getattr__(name: str) -> Any:
+    """`Mechanisms` and `AttackOptions` are the models of the registries as they are now."""
+    if name == "Mechanisms":
+        return mechanisms_model()
+    if name == "AttackOptions":
+        return attack_options_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

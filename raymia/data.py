@@ -1,7 +1,8 @@
 """Data sets and the membership splits.
 
 One seed fixes four disjoint index sets drawn from a data set's training pool; accuracy is
-measured on the official test split. The membership protocol, who uses which set:
+measured on the official test split. The membership protocol (docs/ARCHITECTURE.md,
+"Membership protocol"), who uses which set:
 
 - `members`: the target trains on all of them, whatever its mechanisms;
 - `non_members`: never trained on by any model; with the members they form the class-balanced
@@ -27,9 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataError(ValueError):
-    """The data cannot be loaded as asked; the message is one line meant for the user."""
+from .errors import DataError
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ does. tau therefore lives in the margin domain too (see :func:`resolve_tau`).
 The search over e is a per-sample bisection. :func:`dtc` runs it for all samples at once, one
 batched PGD per bisection round, dropping samples from the batch as soon as they reach tau;
 :func:`dtc_reference` is the same algorithm one sample at a time, kept as the correctness
-reference and the benchmark baseline.
+reference and the benchmark baseline. How a trial measures it: docs/ARCHITECTURE.md, "DtC".
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from raymia.metrics import advantage, auc, null_advantage
-
-from ._torch import device_dtype, eval_mode
+from .metrics import advantage, auc, null_advantage
+from .outputs import device_dtype, eval_mode, margin, wide
 
 __all__ = [
     "DtcOptions",
@@ -41,10 +40,9 @@ __all__ = [
     "dtc",
     "dtc_reference",
     "balanced_rows",
+    "parse_tau",
     "resolve_tau",
     "summarize_dtc",
-    "true_class_confidence",
-    "true_class_margin",
 ]
 
 Norm = Literal["l2", "linf"]
@@ -75,8 +73,6 @@ class DtcOptions:
         relative_step_size: PGD step size as a multiple of e / pgd_steps (2.5 lets the ascent
             cross the whole ball and still correct its course).
         batch_size: samples per chunk; chunks only bound memory, they do not change results.
-        tau: the confidence target, ``"quantile:q"`` or ``"absolute:p"`` (see
-            :func:`resolve_tau`, which turns it into a margin).
     """
 
     norm: Norm = "l2"
@@ -85,7 +81,6 @@ class DtcOptions:
     pgd_steps: int = 20
     relative_step_size: float = 2.5
     batch_size: int = 512
-    tau: str = "quantile:0.9"
 
     def __post_init__(self) -> None:
         if self.norm not in DEFAULT_EPS_MAX:
@@ -103,13 +98,11 @@ class DtcOptions:
         for name, value, ok, expected in checks:
             if not ok:
                 raise ValueError(f"DtcOptions.{name}: got {value!r}, expected {expected}")
-        _parse_tau(self.tau)  # fail at construction, not mid-trial
 
     @property
     def radius_max(self) -> float:
-        """Return eps_max as a float (always set after construction)."""
-        assert self.eps_max is not None
-        return float(self.eps_max)
+        """Return eps_max as a float (the norm's default when none was given)."""
+        return float(DEFAULT_EPS_MAX[self.norm] if self.eps_max is None else self.eps_max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +133,8 @@ _TAU_FORMS = "'quantile:q' or 'absolute:p' with q, p in (0, 1), e.g. 'quantile:0
 
 
 def resolve_tau(spec: str, reference_margin: np.ndarray | None) -> float:
-    """Turn a tau spec into a margin target (the logit domain of :func:`true_class_margin`).
+    """Turn a tau spec into a margin target (the logit domain of
+    :func:`raymia.outputs.true_class_margin`).
 
     ``"quantile:q"`` returns the q-quantile of ``reference_margin`` (the true-class margins of
     reference non-members, so that tau stays reachable even under label smoothing, and stays
@@ -155,7 +149,7 @@ def resolve_tau(spec: str, reference_margin: np.ndarray | None) -> float:
         ValueError: the spec is malformed, a quantile spec has no reference margins, or the
             quantile is not finite (non-finite logits).
     """
-    kind, value = _parse_tau(spec)
+    kind, value = parse_tau(spec)
     if kind == "absolute":
         return math.log(value) - math.log1p(-value)
     if reference_margin is None or np.asarray(reference_margin).size == 0:
@@ -167,7 +161,7 @@ def resolve_tau(spec: str, reference_margin: np.ndarray | None) -> float:
     return tau
 
 
-def _parse_tau(spec: str) -> tuple[str, float]:
+def parse_tau(spec: str) -> tuple[str, float]:
     """Split a tau spec into its kind and value, or raise a ValueError naming both forms."""
     kind, sep, raw = str(spec).partition(":")
     try:
@@ -177,47 +171,6 @@ def _parse_tau(spec: str) -> tuple[str, float]:
     if not sep or kind.strip() not in ("quantile", "absolute") or not 0.0 < value < 1.0:
         raise ValueError(f"DtC tau: got {spec!r}, expected {_TAU_FORMS}")
     return kind.strip(), value
-
-
-def true_class_confidence(
-    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 512
-) -> np.ndarray:
-    """Return the softmax probability of the true class for each sample (float64 array).
-
-    The model runs in eval mode without gradients; its previous modes are restored.
-    """
-    device, dtype = device_dtype(model)
-    xt, yt = _as_tensors(x, y, device, dtype)
-    out = []
-    with eval_mode(model), torch.no_grad():
-        for start in range(0, xt.shape[0], batch_size):
-            sl = slice(start, start + batch_size)
-            out.append(_true_class_log_prob(model(xt[sl]), yt[sl]).exp())
-    if not out:
-        return np.zeros(0, dtype=np.float64)
-    return torch.cat(out).cpu().to(torch.float64).numpy()
-
-
-def true_class_margin(
-    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 512
-) -> np.ndarray:
-    """Return the true-class margin phi = z_y - logsumexp_{i != y} z_i per sample (float64).
-
-    phi = log p_y - log(1 - p_y) is the logit of the true-class confidence, computed in float64
-    from the logits, so it keeps ordering samples whose p_y rounds to 1; it is the quantity
-    DtC's PGD ascends and compares with tau. The model runs in eval mode without gradients;
-    its previous modes are restored.
-    """
-    device, dtype = device_dtype(model)
-    xt, yt = _as_tensors(x, y, device, dtype)
-    out = []
-    with eval_mode(model), torch.no_grad():
-        for start in range(0, xt.shape[0], batch_size):
-            sl = slice(start, start + batch_size)
-            out.append(_true_class_margin(model(xt[sl]), yt[sl]))
-    if not out:
-        return np.zeros(0, dtype=np.float64)
-    return torch.cat(out).cpu().to(torch.float64).numpy()
 
 
 def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions) -> DtcResult:
@@ -237,11 +190,8 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
     Returns:
         A :class:`DtcResult` with one distance and one censored flag per sample.
     """
-    _check_tau(tau)
-    device, dtype = device_dtype(model)
-    xt, yt = _as_tensors(x, y, device, dtype)
+    xt, yt, eps_max = _search_inputs(model, x, y, tau, options)
     n = xt.shape[0]
-    eps_max = options.radius_max
     distance = np.full(n, eps_max, dtype=np.float64)
     censored = np.zeros(n, dtype=bool)
     if n == 0:
@@ -257,7 +207,7 @@ def dtc(model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOp
         # Bisection only for samples that reach tau at eps_max but were not confident at d = 0.
         todo = np.flatnonzero(reached_at > 0)
         if todo.size:
-            rows = torch.as_tensor(todo, device=device)
+            rows = torch.as_tensor(todo, device=xt.device)
             x_todo, y_todo, grad0_todo = xt[rows], yt[rows], grad0[rows]
             del grad0
             lo = np.zeros(todo.size, dtype=np.float64)
@@ -284,11 +234,8 @@ def dtc_reference(
     Returns:
         A :class:`DtcResult` with one distance and one censored flag per sample.
     """
-    _check_tau(tau)
-    device, dtype = device_dtype(model)
-    xt, yt = _as_tensors(x, y, device, dtype)
+    xt, yt, eps_max = _search_inputs(model, x, y, tau, options)
     n = xt.shape[0]
-    eps_max = options.radius_max
     distance = np.zeros(n, dtype=np.float64)
     censored = np.zeros(n, dtype=bool)
     with eval_mode(model, freeze=True):
@@ -571,11 +518,6 @@ def _ascent_step(
     return d * torch.clamp(eps / d_norm.clamp_min(torch.finfo(d.dtype).tiny), max=1.0)
 
 
-def _true_class_log_prob(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Return log p(y | x) per sample from logits (log_softmax is stable near p = 1)."""
-    return torch.log_softmax(logits, dim=1).gather(1, y.view(-1, 1)).squeeze(1)
-
-
 def _true_class_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Return phi = z_y - logsumexp_{i != y} z_i per sample, in float64 (float32 on MPS).
 
@@ -583,9 +525,7 @@ def _true_class_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     p_y -> 1 the gradient of log p_y = -softplus(-phi) shrinks by 1 - p_y (to 0 once p_y rounds
     to 1); that of phi does not, and points the same way.
     """
-    wide = logits.to(torch.float32 if logits.device.type == "mps" else torch.float64)
-    others = wide.scatter(1, y.view(-1, 1), float("-inf"))
-    return wide.gather(1, y.view(-1, 1)).squeeze(1) - torch.logsumexp(others, dim=1)
+    return margin(wide(logits), y)
 
 
 def _reached(margin: torch.Tensor, tau: float) -> torch.Tensor:
@@ -600,6 +540,16 @@ def _reached(margin: torch.Tensor, tau: float) -> torch.Tensor:
 def _check_tau(tau: float) -> None:
     if not math.isfinite(float(tau)):
         raise ValueError(f"DtC tau: got {tau!r}, expected a finite margin (logit of p_y)")
+
+
+def _search_inputs(
+    model: nn.Module, x: ArrayLike, y: ArrayLike, tau: float, options: DtcOptions
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Check tau; return x and y on the model's device and dtype, and the radius cap."""
+    _check_tau(tau)
+    device, dtype = device_dtype(model)
+    xt, yt = _as_tensors(x, y, device, dtype)
+    return xt, yt, options.radius_max
 
 
 def _as_tensors(

@@ -1,7 +1,7 @@
-"""Privacy measurement of a trained target: attacks, their metrics, and DtC.
+"""Privacy measurement of a trained target: the registered attacks, their metrics, and DtC.
 
-Returns the result columns of DESIGN.md's schema plus the per-sample scores, which travel
-separately so later stages can draw ROC curves and DtC histograms.
+Returns the result columns (docs/ARCHITECTURE.md, "Results schema") plus the per-sample
+scores, which travel separately so later stages can draw ROC curves and DtC histograms.
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import attacks, metrics
+from . import metrics
+from .attacks import REGISTRY as ATTACKS
+from .attacks import score_all
+from .attacks.reference import reference_model_count, reference_rows, train_reference_models
 from .config import TrialConfig
 from .data import Split, Splits
-from .dtc import (
-    DtcOptions,
-    DtcResult,
-    balanced_rows,
-    dtc,
-    resolve_tau,
-    summarize_dtc,
-    true_class_margin,
-)
+from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
 from .models import fuse_for_inference
+from .outputs import true_class_margin
 
 
 @dataclass(frozen=True)
@@ -80,22 +76,21 @@ def _reference_scores(
     them best are what the calibrated protocol applies to the target.
     """
     options = config.attacks
-    k = max(options.lira_reference_models, 1 if options.shadow_calibration else 0)
+    k = reference_model_count(options)
     if k == 0:
         return [], None, None
     sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
-    models = attacks.train_reference_models(
-        config, splits.info, splits.reference, k, device, **sizes
-    )
+    models = train_reference_models(config, splits.info, splits.reference, k, device, **sizes)
     if not options.shadow_calibration:
         return models, None, None
-    trained, _held_out, calibration = attacks.reference_rows(
+    trained, _held_out, calibration = reference_rows(
         len(splits.reference), sizes["n_trained"], sizes["n_held_out"], 1, config.seed
     )[0]
     shadow_eval = balanced_evaluation(
         splits.reference.take(trained), splits.reference.take(calibration), config.seed
     )
-    scores = attacks.score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
+    # The shadow calibrates the attacks that need no reference models (LiRA is calibrated).
+    scores = score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
     return models, scores, shadow_eval.is_member
 
 
@@ -106,26 +101,24 @@ def measure_privacy(
     members: Split,
     device: torch.device,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run every configured attack and DtC on `model`; return (columns, per-sample scores).
+    """Run every registered attack that is on, and DtC, on `model`; return (columns,
+    per-sample scores).
 
-    `members` are the samples the model was actually trained on. Columns: for each attack
-    `<attack>_adv`, `_auc`, CIs, `_tpr_at_1pct`, null baseline, `_adv_calibrated` where a
-    shadow model calibrates; `loss_yeom_adv` (threshold = mean training loss); `adv` (max
-    advantage over attacks) with its own null `adv_null_q95` / `adv_p` (the null of the
-    maximum) and `adv_excess` = max(0, adv - adv_null_q95); `dtc_*` when DtC is on, with
-    `dtc_adv_null_q95`, `dtc_adv_p` and `dtc_adv_excess` likewise.
+    `members` are the samples the model was actually trained on. Columns: `eval_members`;
+    for each attack `<attack>_adv`, `_auc`, CIs, `_tpr_at_1pct`, null baseline,
+    `_adv_calibrated` where a shadow model calibrates, then each attack's own columns
+    (`loss_yeom_adv`: threshold = mean training loss); `adv` (max advantage over attacks) with
+    its own null `adv_null_q95` / `adv_p` (the null of the maximum) and `adv_excess` =
+    max(0, adv - adv_null_q95); `dtc_*` when DtC is on, with `dtc_adv_null_q95`, `dtc_adv_p`
+    and `dtc_adv_excess` likewise.
     """
     options = config.attacks
     model = fuse_for_inference(model)
     evaluation = balanced_evaluation(members, splits.non_members, config.seed)
-    scores = attacks.score_all(model, evaluation.x, evaluation.y, options, config.seed)
     reference_models, shadow_scores, shadow_is_member = _reference_scores(config, splits, device)
-    if options.lira_reference_models:
-        target_phi = attacks.scaled_logit(model, evaluation.x, evaluation.y)
-        reference_phi = np.stack(
-            [attacks.scaled_logit(m, evaluation.x, evaluation.y) for m in reference_models]
-        )
-        scores["lira"] = attacks.lira_offline_scores(target_phi, reference_phi)
+    scores = score_all(
+        model, evaluation.x, evaluation.y, options, config.seed, reference_models=reference_models
+    )
 
     columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
     for name, values in scores.items():
@@ -142,10 +135,9 @@ def measure_privacy(
                 seed=config.seed,
             )
         )
-    train_losses = attacks.per_sample_loss(model, members.x, members.y)
-    columns["loss_yeom_adv"] = metrics.advantage_at_threshold(
-        scores["loss"], evaluation.is_member, attacks.yeom_score_threshold(train_losses)
-    )
+    for name, values in scores.items():
+        if extra := ATTACKS[name].extra:
+            columns.update(extra(model, members, values, evaluation.is_member))
     columns["adv"] = max(columns[f"{name}_adv"] for name in scores)
     columns.update(_best_attack_null(scores, evaluation.is_member, options, config.seed))
 
@@ -204,9 +196,10 @@ def _measure_dtc(
         eps_max=settings.eps_max,
         bisection_steps=settings.bisection_steps,
         pgd_steps=settings.pgd_steps,
-        tau=settings.tau,
     )
-    reference_margin = true_class_margin(model, splits.reference.x, splits.reference.y)
+    reference_margin = true_class_margin(
+        model, splits.reference.x, splits.reference.y, batch_size=options.batch_size
+    )
     tau = resolve_tau(settings.tau, reference_margin)
     n = len(evaluation.is_member) // 2
     y = evaluation.y.numpy()

@@ -9,10 +9,10 @@ finite score, tied with ``-inf``); ``+inf`` and ``-inf`` are ordinary, ordered s
 done by sklearn on an order-preserving finite copy of the scores, which changes nothing since
 every metric here depends only on the order of the scores.
 
-Two threshold protocols (DESIGN.md, "Membership protocol"): *optimistic* metrics pick the best
-threshold on the evaluation scores themselves (an upper bound); the *calibrated* one applies a
-threshold chosen on reference data (:func:`best_threshold` on reference scores, then
-:func:`advantage_at_threshold`).
+Two threshold protocols (docs/ARCHITECTURE.md, "Membership protocol"): *optimistic* metrics
+pick the best threshold on the evaluation scores themselves (an upper bound); the *calibrated*
+one applies a threshold chosen on a shadow model's scores (:func:`best_threshold` on reference
+scores, then :func:`advantage_at_threshold`).
 
 Uncertainty:
 
@@ -51,7 +51,6 @@ __all__ = [
     "advantage_at_threshold",
     "advantage_ci",
     "auc",
-    "balanced_accuracy",
     "best_threshold",
     "bootstrap_ci",
     "clopper_pearson",
@@ -164,11 +163,6 @@ def advantage_at_threshold(scores: np.ndarray, is_member: np.ndarray, threshold:
     s, m = _prepare(scores, is_member)
     predicted = s >= float(threshold)
     return float(predicted[m].mean() - predicted[~m].mean())
-
-
-def balanced_accuracy(scores: np.ndarray, is_member: np.ndarray) -> float:
-    """Return the best balanced accuracy over thresholds, (1 + advantage) / 2 (in [0.5, 1])."""
-    return (1.0 + advantage(scores, is_member)) / 2.0
 
 
 def _dkw_epsilon(n: int, alpha: float) -> float:

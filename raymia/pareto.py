@@ -27,6 +27,8 @@ import moocore
 import numpy as np
 import pandas as pd
 
+from .results import ok_trials
+
 __all__ = [
     "Objective",
     "default_reference",
@@ -190,11 +192,6 @@ def _check_columns(df: pd.DataFrame, objectives: Sequence[Objective]) -> None:
             )
 
 
-def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of completed trials: status == 'ok' when a status column exists, else all rows."""
-    return df[df["status"] == "ok"] if "status" in df.columns else df
-
-
 def _sort_best_first(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
     """Sort by the objectives in order, each best first (stable, so ties keep row order)."""
     return df.sort_values(
@@ -214,7 +211,7 @@ def rank_trials(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFra
     """
     _check_columns(df, objectives)
     columns = [o.column for o in objectives]
-    rows = _ok_rows(df)
+    rows = ok_trials(df)
     values = rows[columns].to_numpy(dtype=float)
     rows = rows[np.all(np.isfinite(values), axis=1)].copy()
     rows["pareto_rank"] = dominance_rank(
@@ -251,7 +248,7 @@ def hypervolume_trace(
     """
     _check_columns(df, objectives)
     ref = default_reference(objectives) if reference is None else list(reference)
-    rows = _ok_rows(df)
+    rows = ok_trials(df)
     if "finished_at" in rows.columns:
         rows = rows.sort_values("finished_at", kind="stable", na_position="last")
     directions = [o.direction for o in objectives]

@@ -2,11 +2,14 @@
 
 Layout of a sweep directory ``DIR``:
 
-- ``DIR/trials.parquet``: one row per trial (see "Results schema" in DESIGN.md). Columns are
-  the `LEADING_COLUMNS` first, then every other column in the order it was first seen (the
-  mechanism strengths, then the metrics, as `raymia.trial.run_trial` emits them).
-- ``DIR/scores/<trial_id>.parquet``: the per-sample membership scores of one trial, one column
-  per score (e.g. ``loss``, ``merlin``, ``dtc``, ``is_member``), all of the same length.
+- ``DIR/trials.parquet``: one row per trial (docs/ARCHITECTURE.md, "Results schema").
+  Columns are the `LEADING_COLUMNS` first, then every other column in the order it was first
+  seen (the settings and mechanism strengths, then the metrics, as `raymia.trial.run_trial`
+  emits them).
+- ``DIR/scores/<trial_id>.parquet``: the per-sample membership scores of one trial, all of the
+  same length: ``sample_index`` (the pool index), ``label``, ``is_member``, one
+  ``score_<attack>`` per attack that ran (e.g. ``score_loss``, ``score_merlin``), and with DtC
+  ``dtc`` (NaN for samples not measured) and ``dtc_censored``.
 
 Both are written atomically: to a temporary file in the same directory, flushed and fsynced,
 then renamed over the final name. A crash mid-write leaves the previous complete file in place;
@@ -45,6 +48,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import ResultsError
+
 __all__ = [
     "LEADING_COLUMNS",
     "SCHEMA_VERSION",
@@ -54,6 +59,7 @@ __all__ = [
     "TrialsWriter",
     "load_results",
     "load_scores",
+    "ok_trials",
     "scores_path",
     "write_scores",
     "write_trials",
@@ -85,10 +91,6 @@ Scalar = str | int | float | bool | None
 # Longest file-name stem for a scores file (before the hash suffix); file systems cap at 255.
 _MAX_STEM = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class ResultsError(ValueError):
-    """A results file or directory that cannot be used; the message names it and the problem."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -225,6 +227,12 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if not path.exists():
         raise ResultsError(f"{out}: no {TRIALS_FILE} here; is this a raymia sweep directory?")
     return _read_table(path).to_pandas()
+
+
+def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the completed trials of a trials table (status ``ok``; every row when the table
+    has no status column), keeping the original index."""
+    return df[df["status"] == "ok"] if "status" in df.columns else df
 
 
 def load_scores(out_dir: str | os.PathLike[str], trial_id: str) -> pd.DataFrame:

@@ -6,11 +6,11 @@ A search space is a YAML file (see search_spaces/ for the three shipped ones):
 trial:              # fixed trial settings: any TrialConfig key except `mechanisms`
   dataset: digits
   epochs: 20
-sweep:              # defaults for the sweep flags (the command line wins)
-  samples: 16
-  search: optuna    # optuna | grid | random
-  sampler: nsga2    # nsga2 | tpe (optuna only)
-  objectives: acc:max,adv:min,dtc_adv:min
+sweep:              # this space's sweep settings (a flag wins; unset: SweepSettings' default)
+  samples: 32       # default 16
+  search: optuna    # optuna (default) | grid | random
+  sampler: tpe      # nsga2 (default) | tpe (optuna only)
+  objectives: acc:max,adv_excess:min  # default acc:max,adv:min,dtc_adv:min
 seeds: [0]          # every configuration runs once per seed
 mechanisms:         # per mechanism: off, a fixed strength, or a distribution
   label_smoothing: {uniform: [0.0, 0.3]}
@@ -42,21 +42,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import ConfigError, Mechanisms, TrialConfig, describe_error, load_yaml
+from .config import ConfigError, TrialConfig, describe_error, load_yaml, mechanisms_model
+from .mechanisms import REGISTRY
+from .mechanisms.registry import riders
+from .sweep.settings import SAMPLERS, SEARCHES
 
-SEARCHES = ("optuna", "grid", "random")
-SAMPLERS = ("nsga2", "tpe")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 
 
 class SweepDefaults(BaseModel):
-    """Sweep settings a space may carry; the command line overrides each."""
+    """Sweep settings a space may carry; the command line overrides each, and
+    `raymia.sweep.settings.SweepSettings` holds the defaults of those a space leaves out."""
 
     model_config = ConfigDict(extra="forbid")
 
     samples: int | None = Field(None, ge=1, le=100_000)
-    search: Literal["optuna", "grid", "random"] | None = None
-    sampler: Literal["nsga2", "tpe"] | None = None
+    search: Literal[SEARCHES] | None = None  # type: ignore[valid-type]
+    sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
     objectives: str | None = None
     max_concurrent: int | None = Field(None, ge=1, le=10_000)
     cpus_per_trial: float | None = Field(None, gt=0)
@@ -108,10 +110,10 @@ class SearchSpace(BaseModel):
         return [n for n, (kind, _) in self.mechanisms.items() if kind in DISTRIBUTIONS]
 
 
-def _strength_error(path: str, key: str, value: Any) -> str | None:
+def _strength_error(key: str, value: Any) -> str | None:
     """Return why `value` is not a valid strength for mechanism `key`, or None if it is."""
     try:
-        Mechanisms.model_validate({key: value})
+        mechanisms_model().model_validate({key: value})
     except ValidationError as err:
         first = err.errors()[0]
         msg = first["msg"].removeprefix("Value error, ")
@@ -121,17 +123,18 @@ def _strength_error(path: str, key: str, value: Any) -> str | None:
 
 def _parse_entry(path: str, name: str, raw: Any) -> Entry:
     where = f"{path}: mechanisms.{name}"
-    if name not in Mechanisms.model_fields:
-        known = ", ".join(Mechanisms.model_fields)
+    known_names = mechanisms_model().model_fields
+    if name not in known_names:
+        known = ", ".join(known_names)
         raise ConfigError(
             f"{path}: unknown mechanism 'mechanisms.{name}'; expected one of: {known}"
         )
     if raw is None or raw is False or raw == "off":
         return ("off", None)
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        if problem := _strength_error(path, name, raw):
+        if problem := _strength_error(name, raw):
             raise ConfigError(f"{where} = {raw!r}: {problem}")
-        return ("off", None) if raw == 0 and name not in Mechanisms.RIDERS else ("fixed", raw)
+        return ("off", None) if raw == 0 and name not in riders() else ("fixed", raw)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ConfigError(
             f"{where} = {raw!r}: expected off, a number, or one of "
@@ -161,7 +164,7 @@ def _parse_entry(path: str, name: str, raw: Any) -> Entry:
             raise ConfigError(f"{where}.int = {args!r}: expected integer bounds")
         values = [low, high]
     for value in values:
-        if problem := _strength_error(path, name, value):
+        if problem := _strength_error(name, value):
             raise ConfigError(f"{where}.{kind} = {args!r}: {value!r} is out of range: {problem}")
     return (kind, list(args))
 
@@ -195,7 +198,7 @@ def load_space(path: str | Path) -> SearchSpace:
             if not isinstance(point, dict):
                 raise ConfigError(f"{where}: grid[{i}] = {point!r}: expected a mapping")
             try:
-                Mechanisms.model_validate(point)
+                mechanisms_model().model_validate(point)
             except ValidationError as err:
                 raise ConfigError(
                     describe_error(err, f"{where}: grid[{i}]").replace("mechanisms.", "")
@@ -216,11 +219,12 @@ def _check_fixed_combination(where: str, entries: dict[str, Entry]) -> None:
     """Reject spaces where every sampled point combines mechanisms that cannot work together."""
     fixed = {name: args for name, (kind, args) in entries.items() if kind == "fixed"}
     try:
-        Mechanisms.model_validate(fixed)
+        mechanisms_model().model_validate(fixed)
     except ValidationError as err:
         raise ConfigError(describe_error(err, where)) from None
     # A searched DP-SGD next to a searched clashing mechanism is allowed: the sweep switches
-    # the clashing one off in the trials where DP-SGD is on (see raymia.sweep.DP_PRECEDENCE).
+    # the clashing one off in the trials where DP-SGD is on (see
+    # raymia.mechanisms.registry.dp_sgd_precedence).
 
 
 def _trial_error(trial: dict[str, Any], mechanisms: dict[str, Any]) -> str | None:
@@ -240,14 +244,16 @@ def _check_against_trial(
     """Reject a space that can draw a strength the trial settings rule out.
 
     Every value a distribution can reach at its ends (every option of a choice) is checked
-    with the trial's data set and settings, one mechanism at a time (DP-SGD's riders next to
-    a stand-in noise of 1.0 where the space can turn DP-SGD on); every grid point as a whole.
+    with the trial's data set and settings, one mechanism at a time (a rider such as dp_delta
+    next to its mechanism at a stand-in strength, `Setting.example`, where the space can turn
+    that mechanism on); every grid point as a whole.
     """
-    dp_possible = entries.get("dp_noise", ("off", None))[0] != "off"
+    owners = riders()
     for name, (kind, args) in entries.items():
-        if kind == "off" or (name in Mechanisms.RIDERS and not dp_possible):
+        owner = owners.get(name)
+        if kind == "off" or (owner and entries.get(owner, ("off", None))[0] == "off"):
             continue
-        stand_in = {"dp_noise": 1.0} if name in Mechanisms.RIDERS else {}
+        stand_in = {owner: REGISTRY[owner].setting.example()} if owner else {}
         for value in [args] if kind == "fixed" else args:
             if problem := _trial_error(trial, {**stand_in, name: value}):
                 entry = f"mechanisms.{name}" if kind == "fixed" else f"mechanisms.{name}.{kind}"

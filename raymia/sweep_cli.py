@@ -1,13 +1,31 @@
-"""`raymia sweep`: flags, their defaults from the space file, and the run. Ray loads lazily."""
+"""`raymia sweep`: flags, their defaults from the space file, and the run. Ray loads lazily.
+
+A setting comes from its flag, else the space file's ``sweep:`` block, else the default of
+`raymia.sweep.settings.SweepSettings` (the one place the sweep's defaults live).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .errors import ConfigError
+from .sweep.settings import DEFAULT_OBJECTIVES, SAMPLERS, SEARCHES, SweepSettings, default_out
+
+# The settings a space file's `sweep:` block may give (raymia.space.SweepDefaults) and a flag
+# may override.
+_FROM_SPACE = (
+    "samples",
+    "search",
+    "sampler",
+    "objectives",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_concurrent",
+)
 
 
 def _float(text: str) -> float:
@@ -15,6 +33,11 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _default(name: str) -> Any:
+    """Return the default of a SweepSettings field."""
+    return next(f.default for f in dataclasses.fields(SweepSettings) if f.name == name)
 
 
 def add_sweep_parser(subparsers: Any) -> None:
@@ -25,24 +48,30 @@ def add_sweep_parser(subparsers: Any) -> None:
         description="Run many trials with Ray Tune; Optuna searches the Pareto front.",
     )
     p.add_argument("--space", metavar="FILE", help="search space YAML (default: frontier)")
-    p.add_argument("--samples", type=int, help="trials to run (optuna / random)")
-    p.add_argument("--search", choices=["optuna", "grid", "random"])
-    p.add_argument("--objectives", help="e.g. acc:max,adv:min,dtc_adv:min")
-    p.add_argument("--sampler", choices=["nsga2", "tpe"], help="Optuna sampler")
+    p.add_argument(
+        "--samples",
+        type=int,
+        help=f"trials to run (optuna / random; default {_default('samples')})",
+    )
+    p.add_argument("--search", choices=SEARCHES, help=f"default {_default('search')}")
+    p.add_argument("--objectives", help=f"default {DEFAULT_OBJECTIVES}")
+    p.add_argument(
+        "--sampler", choices=SAMPLERS, help=f"Optuna sampler (default {_default('sampler')})"
+    )
     p.add_argument("--cpus-per-trial", type=_float, metavar="C")
     p.add_argument("--gpus-per-trial", type=_float, metavar="G", help="may be fractional")
     p.add_argument("--max-concurrent", type=int, metavar="K")
     p.add_argument("--address", help="join a running Ray cluster: auto or ray://host:port")
-    p.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/<time>)")
+    p.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/sweep-<time>)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted sweep")
-    p.add_argument("--sampler-seed", type=int, default=0, help="seeds the Optuna sampler")
+    p.add_argument("--sampler-seed", type=int, help="seeds the Optuna sampler (default 0)")
     p.set_defaults(handler=cmd_sweep)
 
 
-def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
+def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
     """Return (SweepSettings, resume) from the flags, the space file's defaults and built-ins."""
     from .space import load_space, shipped_space
-    from .sweep import SweepSettings, load_settings
+    from .sweep.settings import load_settings
 
     if args.resume:
         out = Path(args.resume)
@@ -54,25 +83,17 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
             settings.address = args.address
         return settings, True
     space_path = Path(args.space) if args.space else shipped_space("frontier")
-    space = load_space(space_path)
-    defaults = space.sweep
-    out = args.out or str(Path("runs") / time.strftime("sweep-%Y%m%d-%H%M%S"))
-
-    def pick(flag: Any, from_space: Any, builtin: Any) -> Any:
-        return flag if flag is not None else from_space if from_space is not None else builtin
-
+    from_space = load_space(space_path).sweep
+    chosen: dict[str, Any] = {}
+    for name in _FROM_SPACE:
+        value = getattr(args, name)
+        value = getattr(from_space, name) if value is None else value
+        if value is not None:
+            chosen[name] = value
+    if args.sampler_seed is not None:
+        chosen["sampler_seed"] = args.sampler_seed
     settings = SweepSettings(
-        space=str(space_path),
-        out=out,
-        samples=pick(args.samples, defaults.samples, 16),
-        search=pick(args.search, defaults.search, "optuna"),
-        sampler=pick(args.sampler, defaults.sampler, "nsga2"),
-        objectives=pick(args.objectives, defaults.objectives, "acc:max,adv:min,dtc_adv:min"),
-        cpus_per_trial=pick(args.cpus_per_trial, defaults.cpus_per_trial, 1.0),
-        gpus_per_trial=pick(args.gpus_per_trial, defaults.gpus_per_trial, 0.0),
-        max_concurrent=pick(args.max_concurrent, defaults.max_concurrent, None),
-        address=args.address,
-        sampler_seed=args.sampler_seed,
+        space=str(space_path), out=args.out or default_out(), address=args.address, **chosen
     )
     return settings, False
 
@@ -80,7 +101,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, bool]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep the flags describe; print the Pareto front at the end."""
     settings, resume = settings_from_args(args)
-    from .sweep import expected_trials, front_table, run_sweep
+    from .sweep.run import run_sweep
+    from .sweep.settings import expected_trials
+    from .tables import front_table
 
     started = time.perf_counter()
     df = run_sweep(settings, resume=resume)

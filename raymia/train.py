@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .config import ConfigError, Mechanisms, TrialConfig
+from .config import ConfigError, TrialConfig, mechanisms_model
 from .data import DatasetInfo, Split
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
 from .models import build_model, init_parameters, use_generator
@@ -141,7 +141,8 @@ def train_model(
             config, info, members, device=device, seed_offset=seed_offset + 1, use_mechanisms=False
         ).model
     )
-    mechanisms = build_mechanisms(config.mechanisms if use_mechanisms else Mechanisms(), context)
+    plain = mechanisms_model()()
+    mechanisms = build_mechanisms(config.mechanisms if use_mechanisms else plain, context)
 
     def using(hook: str) -> list[Mechanism]:
         return [m for m in mechanisms if hook in m.hooks]
@@ -208,7 +209,7 @@ def train_model(
         if not math.isfinite(last_loss):
             raise TrainingDiverged(f"training loss became {last_loss} in epoch {epochs_run}")
         # every stopper sees every epoch (no short-circuit), so each keeps its own state right
-        if any([m.after_epoch(model, epoch) for m in stoppers]):
+        if any([m.after_epoch(model) for m in stoppers]):
             break
     for m in stoppers:
         m.on_train_end(model)

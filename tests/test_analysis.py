@@ -1,4 +1,5 @@
-"""The analysis scripts (analysis/*.py): tables, plots and report from sweep directories.
+"""The analysis scripts (raymia.analysis, run as analysis/*.py): tables, plots and report
+from sweep directories.
 
 Fast tests use synthetic trials tables written with `raymia.results`; the slow ones run a
 tiny real sweep once per module (on a local Ray of the tests' own, never `ray stop`).
@@ -16,19 +17,13 @@ import numpy as np
 import pytest
 from sweep_spaces import tiny_space
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `analysis` is a folder of scripts, not an installed package
-    sys.path.insert(0, str(ROOT))
+from raymia.analysis import common, mechanisms, pareto, report, reproduction, roc
+from raymia.analysis.common import DEFAULT_OBJECTIVES, run_main
+from raymia.labels import config_label, mechanisms_label
+from raymia.pareto import pareto_front, parse_objectives
+from raymia.results import load_results, write_scores, write_trials
 
-from analysis import mechanisms, pareto, report, reproduction, roc  # noqa: E402
-from analysis.common import (  # noqa: E402
-    DEFAULT_OBJECTIVES,
-    config_label,
-    mechanisms_label,
-    run_main,
-)
-from raymia.pareto import pareto_front, parse_objectives  # noqa: E402
-from raymia.results import load_results, write_scores, write_trials  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ATTACKS = ("loss", "merlin", "confidence", "entropy", "modified_entropy")
@@ -49,6 +44,20 @@ def run(module, argv: list[str], capsys) -> tuple[int, str, str]:
     code = run_main(module.main, [str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def run_script(name: str, *args: object) -> subprocess.CompletedProcess:
+    """Run ``python analysis/<name> ARGS`` the way a user does, in a fresh process."""
+    command = [sys.executable, str(ROOT / "analysis" / name), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def reproduce(out: Path, rows: list[dict], report: Path, capsys) -> str:
+    """Write the trials, run reproduction.py on them; return the Markdown it wrote."""
+    write_trials(out, rows)
+    code, _, err = run(reproduction, [out, "--out", report], capsys)
+    assert code == 0, err
+    return report.read_text()
 
 
 def front_ids(sweep_dir: Path, spec: str = DEFAULT_OBJECTIVES) -> list[str]:
@@ -147,7 +156,7 @@ def test_beats_best_single_rule_by_hand(tmp_path, capsys):
         {"trial_id": "F0", "status": "failed", "error": "boom", "dropout": 0.9},
     ]
     write_trials(tmp_path, rows)
-    summary = mechanisms.mechanism_summary(mechanisms.load_sweeps([tmp_path]))
+    summary = mechanisms.mechanism_summary(common.load_sweeps([tmp_path]))
     by_config = summary.set_index("config")
     assert list(summary["kind"]) == ["baseline"] + ["single"] * 2 + ["combination"] * 3
     assert by_config.loc["label_smoothing=0.1", "n"] == 2
@@ -168,7 +177,7 @@ def test_beats_best_single_rule_by_hand(tmp_path, capsys):
     assert "| combination | label_smoothing=0.1, dropout=0.3 | 2 | 0.945 ± 0.007 |" in out
     assert (tmp_path / "md" / "mechanisms.md").read_text().strip() == out.strip()
     # With tolerance 0.05, label_smoothing=0.1 (acc 0.94 = 0.99 - 0.05) becomes C's rival.
-    loose = mechanisms.mechanism_summary(mechanisms.load_sweeps([tmp_path]), tolerance=0.05)
+    loose = mechanisms.mechanism_summary(common.load_sweeps([tmp_path]), tolerance=0.05)
     assert loose.set_index("config").loc["dropout=0.3, weight_decay=0.01", "beats"] == "no"
 
 
@@ -195,10 +204,7 @@ def test_reproduction_verdicts_by_hand(tmp_path, capsys):
             rows.append(row)
             # DtC in these scores: members clearly nearer to confident than non-members
             write_synthetic_scores(out, trial_id, rng, shift=0.0)
-    write_trials(out, rows)
-    code, printed, err = run(reproduction, [out, "--out", tmp_path / "R.md"], capsys)
-    assert code == 0, err
-    text = (tmp_path / "R.md").read_text()
+    text = reproduce(out, rows, tmp_path / "R.md", capsys)
     for finding in (
         "Label smoothing can raise attack advantage",
         "DP-SGD lowers advantage at an accuracy cost",
@@ -313,12 +319,7 @@ def test_roc_unknown_or_failed_trial(synthetic_sweep, capsys):
 
 def test_bad_input_from_the_command_line(tmp_path):
     """As a script: exit 2, exactly one stderr line, no traceback."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "analysis" / "pareto.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script("pareto.py", tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("analysis: error: ")
     assert "Traceback" not in result.stderr
@@ -326,9 +327,10 @@ def test_bad_input_from_the_command_line(tmp_path):
 
 def test_scripts_never_import_ray():
     code = (
-        "import sys; import analysis.report, analysis.pareto, analysis.mechanisms, "
-        "analysis.roc, analysis.common; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' or m == 'raymia.sweep'))"
+        "import sys; import raymia.analysis.report, raymia.analysis.pareto, "
+        "raymia.analysis.mechanisms, raymia.analysis.roc, raymia.analysis.reproduction; "
+        "ray_side = ('raymia.sweep.run', 'raymia.sweep.worker', 'raymia.sweep.recorder'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' or m in ray_side))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
@@ -346,7 +348,8 @@ def real_sweep(tmp_path_factory) -> Path:
     """Four real trials on digits (label smoothing x dropout), on a 2-CPU Ray of our own."""
     import ray
 
-    from raymia.sweep import SweepSettings, run_sweep
+    from raymia.sweep.run import run_sweep
+    from raymia.sweep.settings import SweepSettings
 
     base = tmp_path_factory.mktemp("real")
     space = base / "tiny.yaml"
@@ -402,12 +405,7 @@ def test_roc_on_a_real_sweep(real_sweep, tmp_path, capsys):
 @pytest.mark.slow
 def test_report_on_a_real_sweep_as_a_script(real_sweep):
     """report.py run as a file, the way a user runs it, on the real sweep."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "analysis" / "report.py"), str(real_sweep)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script("report.py", real_sweep)
     assert result.returncode == 0, result.stderr
     text = (real_sweep / "report.md").read_text()
     ids = front_ids(real_sweep)
@@ -465,10 +463,7 @@ def test_reproduction_judges_against_the_nulls(tmp_path, capsys):
             row.update(loss_adv_null_q95=0.07, dtc_adv=0.1, eval_members=340)
             rows.append(row)
             write_synthetic_scores(out, trial_id, rng, shift=0.0)
-    write_trials(out, rows)
-    code, printed, err = run(reproduction, [out, "--out", tmp_path / "R.md"], capsys)
-    assert code == 0, err
-    text = (tmp_path / "R.md").read_text()
+    text = reproduce(out, rows, tmp_path / "R.md", capsys)
     assert "| Label smoothing can raise attack advantage | not reproduced |" in text
     # the baseline's two seeds: attacks within the null of their maximum, DtC p = 0.01; 2 hits
     # of 6 is above twice chance (0.6) + 1

@@ -10,8 +10,10 @@ from scipy.stats import norm
 from torch import nn
 
 from raymia import attacks, metrics
+from raymia.attacks import reference
 from raymia.config import AttackOptions, Mechanisms, TrialConfig
 from raymia.data import DataError, load_splits
+from raymia.outputs import per_sample_loss, sample_loss, true_class_margin
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,17 +80,17 @@ def test_probability_scores_match_hand_computation():
     mentr = -(1 - p_y) * np.log(p_y) - np.where(others, p * np.log(1 - p), 0.0).sum(axis=1)
 
     x, y = torch.from_numpy(X), torch.from_numpy(Y)
-    np.testing.assert_allclose(attacks.per_sample_loss(model, x, y), loss, rtol=1e-12)
-    np.testing.assert_allclose(attacks.loss_scores(model, x, y), -loss, rtol=1e-12)
+    scores = attacks.score_all(model, x, y, AttackOptions(), seed=0)
+    from_arrays = attacks.score_all(model, X, Y, AttackOptions(), seed=0)
+    np.testing.assert_allclose(per_sample_loss(model, x, y), loss, rtol=1e-12)
+    np.testing.assert_allclose(scores["loss"], -loss, rtol=1e-12)
     # confidence is reported as the logit of p_y (monotone in p_y, never rounded to 1)
-    np.testing.assert_allclose(
-        attacks.confidence_scores(model, x, y), np.log(p_y) - np.log1p(-p_y), rtol=1e-12
-    )
-    np.testing.assert_allclose(attacks.entropy_scores(model, x, y), -entropy, rtol=1e-12)
-    np.testing.assert_allclose(attacks.modified_entropy_scores(model, X, Y), -mentr, rtol=1e-12)
+    np.testing.assert_allclose(scores["confidence"], np.log(p_y) - np.log1p(-p_y), rtol=1e-12)
+    np.testing.assert_allclose(scores["entropy"], -entropy, rtol=1e-12)
+    np.testing.assert_allclose(from_arrays["modified_entropy"], -mentr, rtol=1e-12)
     # LiRA's statistic: log p_y - log(1 - p_y)
     np.testing.assert_allclose(
-        attacks.scaled_logit(model, x, y), np.log(p_y) - np.log(1 - p_y), rtol=1e-12
+        true_class_margin(model, x, y), np.log(p_y) - np.log(1 - p_y), rtol=1e-12
     )
 
 
@@ -98,7 +100,8 @@ def test_scores_do_not_depend_on_chunking_and_restore_train_mode():
     options = AttackOptions(merlin_neighbours=5, merlin_sigma=0.1)
     whole = attacks.score_all(model, x, y, options, seed=3)
     one_by_one = attacks.score_all(model, x, y, options, seed=3, batch_size=1)
-    assert list(whole) == list(attacks.ATTACKS)
+    without_references = [a.name for a in attacks.REGISTRY.values() if not a.reference_models]
+    assert list(whole) == without_references
     for key in ("loss", "confidence", "entropy", "modified_entropy"):
         np.testing.assert_allclose(whole[key], one_by_one[key], rtol=1e-12)
         assert whole[key].dtype == np.float64 and whole[key].shape == (3,)
@@ -113,7 +116,7 @@ def test_extreme_logits_stay_finite_and_ordered():
     scores = attacks.score_all(model, x, y, AttackOptions(merlin_neighbours=3), seed=0)
     for key, values in scores.items():
         assert np.all(np.isfinite(values)), key
-    phi = attacks.scaled_logit(model, x, y)
+    phi = true_class_margin(model, x, y)
     assert np.all(np.isfinite(phi))
     # phi keeps resolving confidences that round to exactly 1: it is z_y - logsumexp(z_others).
     logits = X.reshape(3, 4) @ (200 * W).T + B
@@ -246,7 +249,7 @@ def test_attacks_detect_members_of_a_memorizing_target(target):
     for key in ("confidence", "entropy", "modified_entropy"):
         assert aucs[key] > 0.6, aucs
     # the Yeom threshold (mean member loss) beats guessing on the evaluation set
-    member_losses = attacks.per_sample_loss(model, x[:100], y[:100])
+    member_losses = per_sample_loss(model, x[:100], y[:100])
     threshold = attacks.yeom_score_threshold(member_losses)
     assert metrics.advantage_at_threshold(scores["loss"], is_member, threshold) > 0.1
 
@@ -255,15 +258,15 @@ def test_attacks_detect_members_of_a_memorizing_target(target):
 def test_reference_models_are_distinct_out_models_and_feed_lira(target, digits):
     config, model, x, y, is_member = target
     trained_on: list = []
-    real_train_model = attacks.train_model
+    real_train_model = reference.train_model
 
     def recording(config, info, members, **kwargs):
         trained_on.append((members, kwargs))
         return real_train_model(config, info, members, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(attacks, "train_model", recording)
-        models = attacks.train_reference_models(
+        patch.setattr(reference, "train_model", recording)
+        models = reference.train_reference_models(
             config, digits.info, digits.reference, k=2, n_trained=50, n_held_out=20
         )
 
@@ -285,8 +288,8 @@ def test_reference_models_are_distinct_out_models_and_feed_lira(target, digits):
     assert halves[0] != halves[1]
     assert trained_on[0][1]["seed_offset"] != trained_on[1][1]["seed_offset"]
 
-    target_phi = attacks.scaled_logit(model, x, y)
-    reference_phi = np.stack([attacks.scaled_logit(m, x, y) for m in models])
+    target_phi = true_class_margin(model, x, y)
+    reference_phi = np.stack([true_class_margin(m, x, y) for m in models])
     lira = attacks.lira_offline_scores(target_phi, reference_phi)
     assert metrics.auc(lira, is_member) > 0.6
 
@@ -301,14 +304,14 @@ def test_reference_models_train_under_mechanisms_that_need_side_data(digits):
         mechanisms=Mechanisms(adv_reg=1.0, early_stopping=1),
     )
     sizes = {"n_trained": 50, "n_held_out": 20}
-    models = attacks.train_reference_models(config, digits.info, digits.reference, k=1, **sizes)
+    models = reference.train_reference_models(config, digits.info, digits.reference, k=1, **sizes)
     assert len(models) == 1 and not models[0].training
-    assert attacks.train_reference_models(config, digits.info, digits.reference, 0, **sizes) == []
+    assert reference.train_reference_models(config, digits.info, digits.reference, 0, **sizes) == []
 
 
 def test_reference_rows_are_seeded_disjoint_and_sized():
-    rows = attacks.reference_rows(50, 20, 5, 3, seed=5)
-    again = attacks.reference_rows(50, 20, 5, 3, seed=5)
+    rows = reference.reference_rows(50, 20, 5, 3, seed=5)
+    again = reference.reference_rows(50, 20, 5, 3, seed=5)
     for (a, b, c), (d, e, f) in zip(rows, again, strict=True):
         for got, want in ((a, d), (b, e), (c, f)):
             np.testing.assert_array_equal(got, want)
@@ -316,7 +319,7 @@ def test_reference_rows_are_seeded_disjoint_and_sized():
         assert np.array_equal(np.sort(np.r_[a, b, c]), np.arange(50))
     assert not np.array_equal(rows[0][0], rows[1][0])
     with pytest.raises(DataError, match="reference = 44 is too small"):
-        attacks.reference_rows(44, 20, 5, 1, seed=5)
+        reference.reference_rows(44, 20, 5, 1, seed=5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,9 +339,9 @@ def test_scores_stay_ordered_past_float_saturation():
     margins = [30.0, 40.0, 50.0, 60.0]
     logits = _margin_logits(margins)
     y = torch.zeros(len(margins), dtype=torch.long)
-    found = {k: v.numpy() for k, v in attacks._probability_scores(logits, y).items()}
-    loss = attacks._loss(logits, y)["loss"].numpy()
-    np.testing.assert_array_equal(loss, found["loss"])
+    found = {k: v.numpy() for k, v in attacks.scores_from_logits(logits, y).items()}
+    loss = sample_loss(logits, y).numpy()
+    np.testing.assert_array_equal(-loss, found["loss"])
     assert np.all(loss > 0)
     assert np.all(np.diff(loss) < 0)  # more confident, lower loss
     for key in ("confidence", "entropy", "modified_entropy"):
@@ -358,7 +361,7 @@ def test_stable_scores_equal_the_textbook_formulas_on_ordinary_logits():
     gen = torch.Generator().manual_seed(0)
     logits = 3.0 * torch.randn(200, 10, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 10, (200,), generator=gen)
-    found = attacks._probability_scores(logits, y)
+    found = attacks.scores_from_logits(logits, y)
     # The formulas before the stable log-softmax (exact wherever float64 does not saturate).
     log_p = torch.log_softmax(logits, dim=1)
     p = log_p.exp()
@@ -367,8 +370,8 @@ def test_stable_scores_equal_the_textbook_formulas_on_ordinary_logits():
     others = torch.ones_like(p, dtype=torch.bool)
     others[rows, y] = False
     mentr = -(1 - p_y) * log_p_y - torch.where(others, p * torch.log1p(-p), 0.0).sum(dim=1)
-    np.testing.assert_allclose(found["loss"], -log_p_y, rtol=1e-12)
-    np.testing.assert_allclose(attacks._loss(logits, y)["loss"], -log_p_y, rtol=1e-12)
+    np.testing.assert_allclose(found["loss"], log_p_y, rtol=1e-12)
+    np.testing.assert_allclose(sample_loss(logits, y), -log_p_y, rtol=1e-12)
     np.testing.assert_allclose(torch.sigmoid(found["confidence"]), p_y, rtol=1e-12)
     np.testing.assert_allclose(found["entropy"], (p * log_p).sum(dim=1), rtol=1e-12)
     np.testing.assert_allclose(found["modified_entropy"], -mentr, rtol=1e-12, atol=1e-15)

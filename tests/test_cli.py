@@ -124,3 +124,41 @@ def test_human_report_lists_every_attack_and_dtc():
     lines = {line.split()[0]: line for line in reversed(text.splitlines()) if line.strip()}
     assert "[0.20, 0.40]" in lines["loss"] and "0.005" in lines["merlin"]
     assert "best attack advantage (adv): 0.300" in text and "DtC: auc 0.600" in text
+
+
+@pytest.mark.parametrize("args", [["--help"], ["trial", "--help"], ["sweep", "--help"]])
+def test_help_answers_without_importing_torch_pandas_or_ray(args):
+    """The parser loads nothing heavy: `raymia --help` answers in a fraction of a second
+    (importing torch and pandas up front took about 6 s on a loaded machine)."""
+    heavy = ("torch", "pandas", "ray", "pyarrow", "optuna", "sklearn")
+    probe = (
+        "import sys\n"
+        "from raymia.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        f"print('heavy:', ','.join(sorted(m for m in {heavy!r} if m in sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: raymia" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "heavy: ", proc.stdout.splitlines()[-1]
+
+
+def test_every_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
+    """The CLI catches the one base class: any UserError subclass is reported the same way."""
+    import raymia.cli
+    from raymia.errors import AnalysisError, ResultsError, UserError
+
+    for error in (ResultsError("DIR: no trials.parquet"), AnalysisError("no ok trial")):
+        assert isinstance(error, UserError)
+
+        def fail(args, error=error):
+            raise error
+
+        monkeypatch.setattr(raymia.cli, "_cmd_trial", fail)
+        code, out, err = _run(["trial"], capsys)
+        assert code == 2 and err == f"raymia: error: {error}\n" and out == ""

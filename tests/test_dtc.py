@@ -21,10 +21,9 @@ from raymia.dtc import (
     dtc_reference,
     resolve_tau,
     summarize_dtc,
-    true_class_confidence,
-    true_class_margin,
 )
 from raymia.measure import _measure_dtc, balanced_evaluation
+from raymia.outputs import true_class_margin
 
 torch.set_num_threads(1)
 
@@ -125,7 +124,7 @@ def test_default_eps_max_depends_on_norm():
     with pytest.raises(ValueError, match="'l1'"):
         DtcOptions(norm="l1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="quantile:q"):
-        DtcOptions(tau="median")
+        resolve_tau("median", None)
 
 
 def test_resolve_tau_known_answers():
@@ -161,7 +160,6 @@ def test_mode_restored_and_no_parameter_grads(model, samples):
     try:
         dtc(model, x[:5], y[:5], 0.99, DtcOptions(**FAST))
         dtc_reference(model, x[:3], y[:3], 0.99, DtcOptions(**FAST))
-        true_class_confidence(model, x, y)
         true_class_margin(model, x, y)
         assert model.training and model[0].training and not model[2].training
         assert not model[3].bias.requires_grad
@@ -269,6 +267,14 @@ def test_caller_model_keeps_its_layout(cnn_and_images):
 # --- confident models: margins, not probabilities ----------------------------------------------
 
 
+def float32_confidence(model: nn.Module, x, y) -> np.ndarray:
+    """The true-class softmax probability in the model's float32, where DtC measured before
+    it moved to margins: confident samples round to exactly 1.0 there."""
+    with torch.no_grad():
+        p = torch.softmax(model(torch.as_tensor(x)), dim=1)
+    return p[torch.arange(len(y)), torch.as_tensor(y)].numpy()
+
+
 def test_pgd_climbs_past_where_float32_confidence_is_one():
     # Two classes, margin = 4 x0 + 3 x1, so the margin gains ||(4, 3)|| = 5 per unit of L2
     # radius along its gradient. At x = (5, 0) the margin is 20: p_y = 1 - 2e-9, exactly 1.0
@@ -278,7 +284,7 @@ def test_pgd_climbs_past_where_float32_confidence_is_one():
         model.weight.copy_(torch.tensor([[4.0, 3.0], [0.0, 0.0]]))
         model.bias.zero_()
     x, y = np.array([[5.0, 0.0]], dtype=np.float32), np.array([0])
-    assert true_class_confidence(model, x, y)[0] == 1.0
+    assert float32_confidence(model, x, y)[0] == 1.0
     assert true_class_margin(model, x, y)[0] == pytest.approx(20.0)
     opts = DtcOptions(bisection_steps=10)  # eps_max 8: resolution 8 / 1024
     for fn in (dtc, dtc_reference):
@@ -320,7 +326,7 @@ def _dtc_config(seed: int, max_samples: int, n_permutations: int = 0) -> TrialCo
 def test_saturated_model_is_measured_not_failed(digits_splits):
     splits = digits_splits[0]
     model = _saturated_linear(splits, scale=20.0)
-    ref_conf = true_class_confidence(model, splits.reference.x, splits.reference.y)
+    ref_conf = float32_confidence(model, splits.reference.x, splits.reference.y)
     assert np.quantile(ref_conf, 0.9) == 1.0  # the old probability-domain tau was 1.0
     evaluation = balanced_evaluation(splits.members, splits.non_members, 0)
     summary, distance, censored = _measure_dtc(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from contexts import cpu_context
 
 from raymia.config import parse_trial_config
 from raymia.data import DATASETS
@@ -16,16 +17,7 @@ DIGITS = DATASETS["digits"]
 
 
 def _context(digits, **mechanisms) -> TrainContext:
-    config = parse_trial_config({"mechanisms": mechanisms})
-    return TrainContext(
-        config=config,
-        info=DIGITS,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
-        members=digits.members,
-        held_out=digits.held_out,
-    )
+    return cpu_context(parse_trial_config({"mechanisms": mechanisms}), digits)
 
 
 def _batch(digits, n=64) -> Batch:

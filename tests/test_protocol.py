@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from contexts import cpu_context
 
-import raymia.attacks
+import raymia.attacks.reference
 import raymia.measure
 import raymia.train
 import raymia.trial
 from raymia.config import parse_trial_config
 from raymia.data import MIN_CALIBRATION, Split, load_splits
-from raymia.mechanisms import REGISTRY, Batch, TrainContext
+from raymia.mechanisms import REGISTRY, Batch
 from raymia.mechanisms.training import InferenceModel
 from raymia.train import train_model
 
@@ -55,7 +56,7 @@ def test_every_model_sees_only_its_own_data_through_run_trial(monkeypatch):
         return real_evaluation(members, non_members, seed)
 
     monkeypatch.setattr(raymia.trial, "train_model", recording_train)
-    monkeypatch.setattr(raymia.attacks, "train_model", recording_train)
+    monkeypatch.setattr(raymia.attacks.reference, "train_model", recording_train)
     monkeypatch.setattr(raymia.measure, "balanced_evaluation", recording_evaluation)
     row = raymia.trial.run_trial(config, splits)
 
@@ -176,15 +177,7 @@ def test_privacy_term_trains_the_classifier_through_the_clean_member_pass():
     config = parse_trial_config(
         {"norm": "batch", "mechanisms": {"adv_reg": 1.0, "input_noise": 0.5}}
     )
-    context = TrainContext(
-        config=config,
-        info=splits.info,
-        device=torch.device("cpu"),
-        generator=torch.Generator().manual_seed(0),
-        rng=np.random.default_rng(0),
-        members=splits.members,
-        held_out=splits.held_out,
-    )
+    context = cpu_context(config, splits)
     model = raymia.train.build_model(splits.info, norm="batch").train()
     context.model = model
     mech = REGISTRY["adv_reg"](1.0, context)

@@ -15,7 +15,8 @@ from sweep_spaces import tiny_space
 
 from raymia.cli import main
 from raymia.results import load_results, load_scores
-from raymia.sweep import SweepSettings, run_sweep
+from raymia.sweep.run import run_sweep
+from raymia.sweep.settings import SweepSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +106,7 @@ def test_fractional_gpus_run_four_trials_at_once(ray_session, space, tmp_path):
 
 def flaky_trainable(params, pool=None):
     """Fails for dropout 0.1, diverges for dropout 0.2, else runs the real trial."""
-    from raymia.sweep import trainable  # in the worker: the real one
+    from raymia.sweep.worker import trainable  # in the worker: the real one
     from raymia.train import TrainingDiverged
 
     dropout = params["mechanisms"]["dropout"]
@@ -125,10 +126,10 @@ def test_raising_and_diverging_trials_are_recorded_and_failed_in_optuna(
     from optuna.storages.journal import JournalFileBackend
     from ray import cloudpickle
 
-    from raymia import sweep
+    from raymia.sweep import run as sweep_run
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    monkeypatch.setattr(sweep, "trainable", flaky_trainable)
+    monkeypatch.setattr(sweep_run, "trainable", flaky_trainable)
     out = tmp_path / "faults"
     settings = SweepSettings(
         space=str(space), out=str(out), samples=8, max_failures=0, max_concurrent=2
@@ -260,22 +261,29 @@ def test_front_table_says_whether_leakage_is_detectable():
     import pandas as pd
 
     from raymia.pareto import parse_objectives
-    from raymia.sweep import front_table
+    from raymia.tables import front_table
 
     df = pd.DataFrame(
         [
             {"trial_id": "a", "status": "ok", "test_acc": 0.98, "adv": 0.40, "adv_null_q95": 0.09},
             {"trial_id": "b", "status": "ok", "test_acc": 0.80, "adv": 0.05, "adv_null_q95": 0.09},
+            {"trial_id": "c", "status": "ok", "test_acc": 0.70, "adv": 0.30, "adv_null_q95": 0.09},
         ]
     )
+    df["dp_noise"], df["dp_clip"] = [0.0, 1.0, 0.0], 1.0
     table = front_table(df, parse_objectives("acc:max,adv:min"))
-    assert "| a | none | 0.98 | 0.4 | detected |" in table
-    assert "| b | none | 0.8 | 0.05 | no detectable leakage |" in table
+    assert "| a | none | - | 0.980 | 0.400 | detected |" in table
+    assert "| b | dp_noise=1 (dp_clip=1) | - | 0.800 | 0.050 | no detectable leakage |" in table
+    assert "| c |" not in table  # dominated by b
+    failed = df.assign(status="failed")
+    assert front_table(failed, parse_objectives("acc:max")) == (
+        "(no successful trials: no Pareto front)"
+    )
 
 
 def test_excess_objective_needs_the_null(tmp_path):
     from raymia.space import load_space
-    from raymia.sweep import SweepSettings, check_settings
+    from raymia.sweep.settings import SweepSettings, check_settings
 
     path = tmp_path / "space.yaml"
     path.write_text(

@@ -1,28 +1,42 @@
-"""What a mechanism is: a small unit declaring which training-loop hooks it uses.
+"""What a mechanism is: a small unit that declares its setting and the training-loop hooks
+it uses.
+
+Declarations (class attributes; the registry, `raymia.mechanisms.registry`, reads them):
+- ``name``, ``level`` (input | output | model | optimizer | training) and ``setting``: the
+  strength's config field (`Setting`: type, range, description; 0 means off);
+- ``riders``: further settings that ride with the strength (DP-SGD's ``dp_clip``), never a
+  mechanism of their own;
+- ``dp_sgd`` (this is DP-SGD) and ``dp_clash`` (why this one cannot combine with DP-SGD);
+- ``image_size_divisor``: a strength in pixels bounded by the data set's image side;
+- ``row_columns``: result columns the mechanism adds beside its strength (``dp_accountant``);
+- classmethods ``strength_problem`` and ``trial_problem``: checks beyond the range.
 
 Hooks (the loop in `raymia.train` knows these, never the mechanisms themselves):
 - ``batch`` / ``targets``: `transform(batch)` rewrites inputs and/or soft targets, applied in
   ascending `order` (input transforms, then target transforms, then batch mixing);
 - ``loss``: `loss_term(logits, batch)` adds a term to the training loss;
 - ``model``: `model_options()` feeds `build_model` (dropout rate, normalization), then
-  `fix_model(model)` may adapt the built model (Opacus' layer fixes);
+  `fix_model(model)` may adapt the built model (Opacus' layer checks);
 - ``optimizer``: `optimizer_options()` feeds the optimizer (weight decay);
 - ``wrapper``: `wrap(model, optimizer, loader)` replaces them (DP-SGD), `epsilon()` reports;
 - ``stopping``: `after_epoch(model)` may stop training, `on_train_end(model)` tidies up;
-- ``prepare``: `prepare(context)` runs once before training (a teacher, an inference model).
+- ``prepare``: `prepare()` runs once before training, with `self.context` (a teacher, an
+  inference model).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..registry import Setting
 
 if TYPE_CHECKING:
     from ..config import TrialConfig
@@ -80,7 +94,6 @@ class TrainContext:
     model: nn.Module | None = None
     # Trains a plain model (no mechanisms) on the members; set by the training loop.
     train_plain: Callable[[], nn.Module] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
     # The seed `generator` and `rng` were made from; `seeded` derives more from it.
     seed: int = 0
 
@@ -96,13 +109,52 @@ class TrainContext:
 
 
 class Mechanism:
-    """Base class: every hook is a no-op; a mechanism overrides the ones it declares."""
+    """Base class: every hook is a no-op; a mechanism overrides the ones it declares (see the
+    module docstring for the declarations and hooks)."""
 
     name: ClassVar[str]
+    level: ClassVar[str]
+    setting: ClassVar[Setting]
+    # One line for the README's table: what the mechanism does beyond its strength's meaning.
+    notes: ClassVar[str] = ""
+    riders: ClassVar[Mapping[str, Setting]] = {}
+    dp_sgd: ClassVar[bool] = False
+    dp_clash: ClassVar[str | None] = None
+    # (divisor, why): the strength is at most image side // divisor on every data set.
+    image_size_divisor: ClassVar[tuple[int, str] | None] = None
+    row_columns: ClassVar[tuple[str, ...]] = ()
     hooks: ClassVar[frozenset[str]]
     order: ClassVar[int] = 0
     # Distillation trains the student at the teacher's temperature; 1 for everyone else.
     train_temperature: float = 1.0
+
+    @classmethod
+    def strength_problem(cls, strength: float) -> str | None:
+        """Return why `strength` (in range, not 0) cannot be used, or None when it can."""
+        return None
+
+    @classmethod
+    def trial_problem(cls, strength: float, config: TrialConfig) -> str | None:
+        """Return why `strength` cannot run under the trial `config` (its data set and other
+        settings), or None when it can: by default the image-size bound, when declared."""
+        if cls.image_size_divisor is None:
+            return None
+        from ..data import DATASETS
+
+        side = DATASETS[config.dataset].image_size
+        divisor, why = cls.image_size_divisor
+        limit = side // divisor
+        if strength <= limit:
+            return None
+        return (
+            f"mechanisms.{cls.name} = {strength} is too large for {config.dataset} "
+            f"({side}x{side} images): expected at most {limit} ({why})"
+        )
+
+    @classmethod
+    def row_values(cls, strength: float, config: TrialConfig) -> dict[str, Any]:
+        """Return the `row_columns` of a trial that turns this mechanism on."""
+        return {}
 
     def __init__(self, strength: float, context: TrainContext):
         self.strength = strength
@@ -142,7 +194,7 @@ class Mechanism:
         """Return the privacy budget spent, where the mechanism accounts for one."""
         return None
 
-    def after_epoch(self, model: nn.Module, epoch: int) -> bool:
+    def after_epoch(self, model: nn.Module) -> bool:
         """Return True to stop training after this epoch (``stopping`` hook)."""
         return False
 

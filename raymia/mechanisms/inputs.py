@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import Batch, Mechanism, TrainContext
+from .base import Batch, Mechanism, Setting, TrainContext
+from .registry import register
 
 
+@register
 class Augment(Mechanism):
     """Random crop after padding by `strength` pixels with the background, plus a horizontal
     flip for data sets whose mirror images keep their label (not digits).
@@ -17,6 +19,12 @@ class Augment(Mechanism):
     """
 
     name = "augment"
+    level = "input"
+    setting = Setting(int, "crop padding in pixels", le=8)
+    notes = "random crop, padded with the background (a raw 0 pixel); plus horizontal flip on CIFAR"
+    # A shift of a quarter of the side keeps at least 3/4 of each axis (9/16 of the image) in
+    # view; the common CIFAR setting, 4 on 32, is an eighth. Beyond it the digit shifts out.
+    image_size_divisor = (4, "a quarter of the image side")
     hooks = frozenset({"batch"})
     order = 10
 
@@ -57,10 +65,14 @@ class Augment(Mechanism):
         return batch.with_(x=out)
 
 
+@register
 class InputNoise(Mechanism):
     """Add Gaussian noise of standard deviation `strength` to every input."""
 
     name = "input_noise"
+    level = "input"
+    setting = Setting(float, "Gaussian noise sigma", le=2.0)
+    notes = "inputs are standardized"
     hooks = frozenset({"batch"})
     order = 20
 
@@ -68,10 +80,17 @@ class InputNoise(Mechanism):
         return batch.with_(x=batch.x + self.strength * self.randn(*batch.x.shape))
 
 
+@register
 class Cutout(Mechanism):
     """Zero (the data mean) a `strength` x `strength` square at a random centre per image."""
 
     name = "cutout"
+    level = "input"
+    setting = Setting(int, "square size in pixels", le=32)
+    notes = "a square of zeros (the data mean) at a random centre"
+    # DeVries & Taylor's largest square is half the side (16 on CIFAR's 32), which covers at
+    # most a quarter of the image; beyond it the square erases the digit itself.
+    image_size_divisor = (2, "half the image side")
     hooks = frozenset({"batch"})
     order = 30
 
@@ -90,11 +109,16 @@ class Cutout(Mechanism):
         return batch.with_(x=x.masked_fill(mask[:, None], 0.0))
 
 
+@register
 class Mixup(Mechanism):
     """Blend each batch with a shuffled copy of itself, inputs and soft targets alike, with
     lambda ~ Beta(alpha, alpha) (Zhang et al. 2018). Runs after every target transform."""
 
     name = "mixup"
+    level = "input"
+    setting = Setting(float, "Beta(alpha, alpha) alpha", le=4.0)
+    notes = "mixes soft targets too"
+    dp_clash = "mixup blends samples, so one sample's influence is no longer clipped"
     hooks = frozenset({"batch"})
     order = 90
 

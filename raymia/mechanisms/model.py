@@ -5,19 +5,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Mechanism
+from .base import Mechanism, Setting
+from .registry import register
 
 
+@register
 class Dropout(Mechanism):
     """Dropout with probability `strength` in the model's head (active in train mode only)."""
 
     name = "dropout"
+    level = "model"
+    setting = Setting(float, "dropout probability", le=0.9)
+    notes = "in the model's head"
     hooks = frozenset({"model"})
 
     def model_options(self) -> dict[str, Any]:
         return {"dropout": float(self.strength)}
 
 
+@register
 class WeightDecay(Mechanism):
     """An L2 penalty `strength` / 2 * ||w||^2 on the weights of every Conv2d and Linear layer
     (not biases or normalization parameters), for Adam and SGD alike.
@@ -29,6 +35,12 @@ class WeightDecay(Mechanism):
     """
 
     name = "weight_decay"
+    level = "optimizer"
+    setting = Setting(float, "L2 penalty lambda (lambda/2 ‖w‖²)", le=1.0)
+    notes = (
+        "the study's L2 penalty on conv and linear weights (not biases or norm parameters), "
+        "Adam or SGD"
+    )
     hooks = frozenset({"optimizer"})
 
     def optimizer_options(self) -> dict[str, Any]:

@@ -12,9 +12,43 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Mechanism
+from .base import Batch, Mechanism, Setting
+from .registry import register
 
 
+@register
+class LabelSmoothing(Mechanism):
+    """Mix the targets with the uniform distribution: (1 - alpha) * t + alpha / C."""
+
+    name = "label_smoothing"
+    level = "output"
+    setting = Setting(float, "label smoothing alpha", lt=1.0)
+    hooks = frozenset({"targets"})
+    order = 60
+
+    def transform(self, batch: Batch) -> Batch:
+        classes = batch.targets.shape[1]
+        targets = (1 - self.strength) * batch.targets + self.strength / classes
+        return batch.with_(targets=targets)
+
+
+@register
+class ConfidencePenalty(Mechanism):
+    """Subtract beta times the predictive entropy from the loss (Pereyra et al. 2017)."""
+
+    name = "confidence_penalty"
+    level = "output"
+    setting = Setting(float, "entropy penalty beta", le=10.0)
+    notes = "minus beta x entropy"
+    hooks = frozenset({"loss"})
+
+    def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        log_p = F.log_softmax(logits, dim=1)
+        entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
+        return -self.strength * entropy
+
+
+@register
 class DisturbLabel(Mechanism):
     """With probability `strength`, replace a sample's target by a uniformly drawn class
     (Xie et al. 2016).
@@ -27,6 +61,11 @@ class DisturbLabel(Mechanism):
     """
 
     name = "disturb_label"
+    level = "output"
+    setting = Setting(float, "DisturbLabel alpha", lt=1.0)
+    notes = (
+        "under distillation it disturbs the teacher's soft targets, the student's only supervision"
+    )
     hooks = frozenset({"targets"})
     order = 55
 
@@ -38,6 +77,7 @@ class DisturbLabel(Mechanism):
         return batch.with_(targets=targets)
 
 
+@register
 class Distillation(Mechanism):
     """Train on a teacher's soft targets at temperature `strength` (Hinton et al. 2015).
 
@@ -48,6 +88,10 @@ class Distillation(Mechanism):
     """
 
     name = "distillation"
+    level = "output"
+    setting = Setting(float, "distillation temperature", le=100.0)
+    notes = "0 (off) or >= 1; teacher trained first on the same members"
+    dp_clash = "the teacher is trained without DP on the same members"
     hooks = frozenset({"prepare", "targets"})
     order = 50
 
@@ -56,38 +100,21 @@ class Distillation(Mechanism):
         self.train_temperature = float(strength)
         self.teacher: torch.nn.Module | None = None
 
+    @classmethod
+    def strength_problem(cls, strength: float) -> str | None:
+        if strength < 1:
+            return f"mechanisms.distillation = {strength}: expected 0 (off) or a temperature >= 1"
+        return None
+
     def prepare(self) -> None:
-        assert self.context.train_plain is not None
+        if self.context.train_plain is None:
+            raise ValueError("distillation trains its teacher with context.train_plain; none set")
         self.teacher = self.context.train_plain()
         self.teacher.eval()
 
     def transform(self, batch: Batch) -> Batch:
-        assert self.teacher is not None, "prepare() trains the teacher first"
+        if self.teacher is None:
+            raise ValueError("distillation's transform runs after prepare() trained the teacher")
         with torch.no_grad():
             soft = F.softmax(self.teacher(batch.x) / self.strength, dim=1)
         return batch.with_(targets=soft)
-
-
-class LabelSmoothing(Mechanism):
-    """Mix the targets with the uniform distribution: (1 - alpha) * t + alpha / C."""
-
-    name = "label_smoothing"
-    hooks = frozenset({"targets"})
-    order = 60
-
-    def transform(self, batch: Batch) -> Batch:
-        classes = batch.targets.shape[1]
-        targets = (1 - self.strength) * batch.targets + self.strength / classes
-        return batch.with_(targets=targets)
-
-
-class ConfidencePenalty(Mechanism):
-    """Subtract beta times the predictive entropy from the loss (Pereyra et al. 2017)."""
-
-    name = "confidence_penalty"
-    hooks = frozenset({"loss"})
-
-    def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        log_p = F.log_softmax(logits, dim=1)
-        entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
-        return -self.strength * entropy

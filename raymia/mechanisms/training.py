@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import init_parameters
-from .base import Batch, Mechanism
+from .base import Batch, Mechanism, Setting
+from .registry import register
 
 if TYPE_CHECKING:
     from ..config import TrialConfig
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
 warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
 
 
+@register
 class EarlyStopping(Mechanism):
     """Stop when the loss on the owner's held-out data has not improved for `strength`
     epochs, and restore the best weights. Trains on every member; never looks at non-members."""
 
     name = "early_stopping"
+    level = "training"
+    setting = Setting(int, "patience in epochs", le=100)
+    notes = "judged on the `held_out` split; the best weights are restored"
     hooks = frozenset({"stopping"})
 
     def __init__(self, strength, context):
@@ -47,7 +52,7 @@ class EarlyStopping(Mechanism):
         model.train(was_training)
         return loss
 
-    def after_epoch(self, model: nn.Module, epoch: int) -> bool:
+    def after_epoch(self, model: nn.Module) -> bool:
         loss = self.validation_loss(model)
         if loss < self.best_loss - 1e-6:
             self.best_loss, self.stale = loss, 0
@@ -86,6 +91,7 @@ class InferenceModel(nn.Module):
         return self.net(torch.cat([ranked, true_log_p, labels_one_hot], dim=1)).squeeze(1)
 
 
+@register
 class AdversarialRegularization(Mechanism):
     """Min-max game with an inference model (Nasr et al. 2018).
 
@@ -103,6 +109,10 @@ class AdversarialRegularization(Mechanism):
     """
 
     name = "adv_reg"
+    level = "training"
+    setting = Setting(float, "adversarial regularization lambda", le=10.0)
+    notes = "Nasr et al. 2018 min-max game against the owner's `held_out` data"
+    dp_clash = "the inference model's updates are not clipped or noised"
     hooks = frozenset({"prepare", "batch", "loss"})
     order = -100  # before every other transform: it records the clean batch
 
@@ -144,7 +154,8 @@ class AdversarialRegularization(Mechanism):
 
     def loss_term(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         model = self.context.model
-        assert model is not None, "the training loop sets context.model"
+        if model is None:
+            raise ValueError("adversarial regularization's loss term needs context.model set")
         # Called without the batch hook (a direct call), the batch given is the clean one.
         clean = self.clean if self.clean is not None else batch
         self.clean = None
@@ -172,6 +183,7 @@ class AdversarialRegularization(Mechanism):
         return self.strength * gain
 
 
+@register
 class DPSGD(Mechanism):
     """DP-SGD through Opacus: per-sample clipping at `dp_clip`, Gaussian noise with
     multiplier `strength`, Poisson sampling; epsilon at the config's `dp_delta`.
@@ -184,6 +196,25 @@ class DPSGD(Mechanism):
     """
 
     name = "dp_noise"
+    level = "training"
+    setting = Setting(float, "DP-SGD noise multiplier", le=20.0)
+    notes = "DP-SGD via Opacus; `dp_epsilon` at `dp_delta`, by the `dp_accountant` named"
+    riders = {
+        "dp_clip": Setting(
+            float,
+            "DP-SGD per-sample clipping norm",
+            default=1.0,
+            ge=None,
+            gt=0,
+            le=100.0,
+            in_label=True,
+        ),
+        "dp_delta": Setting(
+            float, "DP-SGD delta (far below 1/members)", default=1e-5, ge=None, gt=0, lt=1.0
+        ),
+    }
+    dp_sgd = True
+    row_columns = ("dp_accountant",)
     hooks = frozenset({"model", "wrapper"})
 
     # Opacus' get_epsilon defaults: the error in epsilon, and delta's error as delta / 1000.
@@ -225,6 +256,28 @@ class DPSGD(Mechanism):
         """Return "prv" when PRV's grid fits in PRV_MEMORY_BUDGET, else "rdp"."""
         points = cls.prv_grid_points(noise, sample_rate, steps, delta)
         return "prv" if points * cls.PRV_BYTES_PER_POINT <= cls.PRV_MEMORY_BUDGET else "rdp"
+
+    @classmethod
+    def trial_problem(cls, strength: float, config: TrialConfig) -> str | None:
+        """BatchNorm mixes a batch's samples, and a delta of 1/members or more is no bound."""
+        if config.norm == "batch":
+            return (
+                f"norm = 'batch' cannot combine with mechanisms.dp_noise = {strength}: "
+                "BatchNorm mixes a batch's samples, so per-sample gradients are not clipped; "
+                "use norm group or none"
+            )
+        delta, members = config.mechanisms.dp_delta, config.member_count()
+        if delta >= 1.0 / members:
+            return (
+                f"mechanisms.dp_delta = {delta}: expected below 1/members = 1/{members} (far "
+                "below: a delta of 1/n lets the mechanism publish one member's record outright)"
+            )
+        return None
+
+    @classmethod
+    def row_values(cls, strength: float, config: TrialConfig) -> dict[str, Any]:
+        """The accountant the trial will use ("prv" or "rdp"), decided before training."""
+        return {"dp_accountant": cls.planned_accountant(config)}
 
     @classmethod
     def planned_accountant(cls, config: TrialConfig) -> str:

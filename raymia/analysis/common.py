@@ -1,18 +1,20 @@
-"""Shared pieces of the analysis scripts: loading sweeps, mechanism labels, tables, errors.
+"""Shared pieces of the analysis scripts: loading sweeps, the attacks measured, objectives,
+output files and the command line.
 
 Everything here reads Parquet through `raymia.results` and never imports Ray: the scripts
 must run on a laptop holding nothing but the sweep directories. Matplotlib is switched to
-the Agg backend on import, so no script ever needs a display.
+the Agg backend on import, so no script ever needs a display. Configuration labels and
+Markdown tables come from `raymia.labels` and `raymia.tables`, which the sweep shares.
 
 User errors (a directory without ``trials.parquet``, an unknown objective column, a sweep
-with no completed trial) are raised as `AnalysisError` or `raymia.results.ResultsError`;
-`run_main` turns them into one ``analysis: error: ...`` line on stderr and exit code 2.
+with no completed trial) are raised as `raymia.errors.UserError`s (`AnalysisError`,
+`ResultsError`); `run_main` turns them into one ``analysis: error: ...`` line on stderr and
+exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -23,54 +25,28 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from raymia.config import Mechanisms  # noqa: E402
-from raymia.pareto import ALIASES, Objective, parse_objectives  # noqa: E402
-from raymia.results import ResultsError, load_results  # noqa: E402
+from raymia.attacks import REGISTRY as ATTACKS
+from raymia.errors import AnalysisError, UserError
+from raymia.pareto import ALIASES, Objective, parse_objectives
+from raymia.results import load_results, ok_trials
+from raymia.sweep.settings import DEFAULT_OBJECTIVES
 
 __all__ = [
-    "ATTACKS",
     "DEFAULT_OBJECTIVES",
-    "MECHANISMS",
-    "AnalysisError",
-    "active_mechanisms",
-    "add_labels",
+    "add_objectives",
+    "add_tolerance",
     "attacks_in",
     "check_objectives",
-    "config_label",
-    "fmt",
-    "fmt_strength",
     "load_sweeps",
     "make_parser",
-    "markdown_table",
-    "mechanisms_label",
-    "ok_trials",
     "run_main",
     "save_figure",
     "write_text",
 ]
-
-#: Mechanism strength columns, in the order of `raymia.config.Mechanisms`. ``dp_clip`` and
-#: ``dp_delta`` are settings of DP-SGD (they ride with ``dp_noise``), not mechanisms.
-MECHANISMS: tuple[str, ...] = tuple(
-    n for n in Mechanisms.model_fields if n not in Mechanisms.RIDERS
-)
-
-#: Attacks whose ``<attack>_adv`` columns the tables and plots look for, in display order.
-ATTACKS: tuple[str, ...] = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
-
-#: The objectives of ``raymia sweep``'s default search.
-DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
-
-#: Label of a trial with every mechanism off.
-NONE_LABEL = "none"
-
-
-class AnalysisError(Exception):
-    """A bad input for an analysis script; the message is one line meant for the user."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,64 +101,9 @@ def load_sweeps(dirs: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
-    """Return the completed trials (status ``ok``), keeping the original index."""
-    return df[df["status"] == "ok"]
-
-
-# --------------------------------------------------------------------------------------------
-# Mechanism labels
-
-
-def _is_on(value: Any) -> bool:
-    """True for a strength that switches its mechanism on: a number other than 0 or NaN."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return False
-    return not math.isnan(number) and number != 0
-
-
-def active_mechanisms(row: pd.Series | dict[str, Any]) -> dict[str, float]:
-    """Return the mechanisms a trial row switches on, name -> strength, in `MECHANISMS` order."""
-    return {name: float(row[name]) for name in MECHANISMS if name in row and _is_on(row[name])}
-
-
-def fmt_strength(value: float) -> str:
-    """Return a strength compactly: ``2`` for whole numbers, else 3 significant digits."""
-    return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
-
-
-def mechanisms_label(row: pd.Series | dict[str, Any]) -> str:
-    """Return which mechanisms a trial switches on, e.g. ``label_smoothing+dropout``, or
-    ``none`` when every mechanism is off."""
-    return "+".join(active_mechanisms(row)) or NONE_LABEL
-
-
-def config_label(row: pd.Series | dict[str, Any]) -> str:
-    """Return a trial's mechanisms with strengths, e.g. ``label_smoothing=0.1, dropout=0.3``,
-    or ``none`` when every mechanism is off; DP-SGD shows its clipping norm,
-    ``dp_noise=1 (dp_clip=1)``."""
-    on = active_mechanisms(row)
-    parts = [f"{n}={fmt_strength(v)}" for n, v in on.items()]
-    if "dp_noise" in on and "dp_clip" in row and _is_on(row["dp_clip"]):
-        # The clipping norm is part of a DP-SGD configuration (it sets the noise scale).
-        parts[list(on).index("dp_noise")] += f" (dp_clip={fmt_strength(float(row['dp_clip']))})"
-    return ", ".join(parts) or NONE_LABEL
-
-
-def add_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy of ``df`` with ``mechanisms_on`` (`mechanisms_label`) and ``config``
-    (`config_label`) columns."""
-    out = df.copy()
-    records = out.to_dict("records")
-    out["mechanisms_on"] = [mechanisms_label(r) for r in records]
-    out["config"] = [config_label(r) for r in records]
-    return out
-
-
 def attacks_in(df: pd.DataFrame) -> list[str]:
-    """Return the attacks (of `ATTACKS`) whose ``<attack>_adv`` column has a finite value."""
+    """Return the registered attacks whose ``<attack>_adv`` column has a finite value, in
+    registry order."""
     found = []
     for attack in ATTACKS:
         column = f"{attack}_adv"
@@ -240,27 +161,6 @@ def check_objectives(df: pd.DataFrame, spec: str) -> list[Objective]:
 # Output
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    """Return ``value`` for a table cell: floats to ``digits`` decimals, NaN/None as ``-``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Return a GitHub Markdown table; cells go through `fmt` unless already strings."""
-
-    def cell(value: Any) -> str:
-        text = value if isinstance(value, str) else fmt(value)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def save_figure(fig: Any, path: Path) -> Path:
     """Save a matplotlib figure as a PNG at ``path`` (parents created), close it, return path."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,21 +202,54 @@ def _help_text(doc: str) -> str:
     return "\n\n".join(kept)
 
 
-def make_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    """Return an argument parser for one script, described by its module docstring ``doc``;
-    bad arguments raise AnalysisError."""
-    return _Parser(
+def make_parser(prog: str, doc: str | None, sweeps: str = "many") -> argparse.ArgumentParser:
+    """Return an argument parser for one script, described by its module docstring ``doc``,
+    with the sweep directories it reads: ``dirs`` (one or more) or, for ``sweeps="one"``,
+    ``dir`` (a Path). Bad arguments raise AnalysisError."""
+    parser = _Parser(
         prog=prog,
         description=_help_text(doc or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if sweeps == "one":
+        parser.add_argument("dir", metavar="DIR", type=Path, help="sweep directory")
+    else:
+        parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories")
+    return parser
+
+
+def add_objectives(parser: argparse.ArgumentParser) -> None:
+    """Add ``--objectives`` (default: the sweep's, `DEFAULT_OBJECTIVES`)."""
+    parser.add_argument(
+        "--objectives",
+        default=DEFAULT_OBJECTIVES,
+        help=f"name:max|min,... (default {DEFAULT_OBJECTIVES})",
+    )
+
+
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def add_tolerance(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    """Add ``--tolerance``, the accuracy tolerance of `what` (a finite number >= 0)."""
+    parser.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=default,
+        help=f"accuracy tolerance of {what} (default {default})",
     )
 
 
 def run_main(main: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> int:
     """Run a script's ``main(argv)``; return its exit code.
 
-    AnalysisError, ResultsError and OSError (e.g. an unwritable output path) become one line
-    ``analysis: error: ...`` on stderr and exit code 2, without a traceback.
+    A `raymia.errors.UserError` (AnalysisError, ResultsError, ...) and an OSError (e.g. an
+    unwritable output path) become one line ``analysis: error: ...`` on stderr and exit code
+    2, without a traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -325,7 +258,7 @@ def run_main(main: Callable[[list[str]], int], argv: Sequence[str] | None = None
         # The reader (e.g. `| head`) went away: stop quietly, as command-line tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (AnalysisError, ResultsError) as err:
+    except UserError as err:
         message = " ".join(str(err).split())
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""

@@ -1,0 +1,33 @@
+"""Membership inference attacks from a model's outputs, one module each, and their registry.
+
+Every module of this package but the plumbing (`registry`, `scoring`, `reference`) declares
+an attack (`registry.register`) and is imported here: adding an attack is adding one module.
+Higher score = more likely a member; see :mod:`raymia.attacks.registry` for what an attack
+declares and :func:`score_all` for running them.
+"""
+
+from __future__ import annotations
+
+from ..registry import import_submodules
+from .registry import REGISTRY, Attack, Target, register, unregister
+from .scoring import score_all, scores_from_logits
+
+import_submodules(__name__, __path__, skip={"registry", "scoring", "reference"})
+
+from .lira import lira_offline_scores  # noqa: E402
+from .loss import yeom_score_threshold, yeom_threshold  # noqa: E402
+from .merlin import merlin_scores  # noqa: E402
+
+__all__ = [
+    "REGISTRY",
+    "Attack",
+    "Target",
+    "lira_offline_scores",
+    "merlin_scores",
+    "register",
+    "score_all",
+    "scores_from_logits",
+    "unregister",
+    "yeom_score_threshold",
+    "yeom_threshold",
+]

@@ -1,0 +1,64 @@
+"""Run the registered attacks on a model: one forward pass for every attack that scores from
+the logits, then the attacks that need more (noisy copies, reference models)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..outputs import ArrayLike, chunked
+from .registry import REGISTRY, Attack, Target
+
+__all__ = ["score_all", "scores_from_logits"]
+
+
+def _runs(attack: Attack, options: Any, reference_models: Sequence[nn.Module] | None) -> bool:
+    """True when the attack runs: always, or with reference models when they are given and
+    its option asks for some."""
+    if not attack.needs_reference_models:
+        return True
+    return reference_models is not None and getattr(options, str(attack.reference_models)) > 0
+
+
+def scores_from_logits(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Return every logit-based attack's per-sample scores for one chunk of logits."""
+    return {a.name: a.from_logits(logits, y) for a in REGISTRY.values() if a.from_logits}
+
+
+def score_all(
+    model: nn.Module,
+    x: ArrayLike,
+    y: ArrayLike,
+    options: Any,
+    seed: int,
+    batch_size: int = 1024,
+    reference_models: Sequence[nn.Module] | None = None,
+) -> dict[str, np.ndarray]:
+    """Return each attack's scores on (x, y), keyed by name in registry order.
+
+    Every attack runs that does not need reference models; one that does runs when
+    `reference_models` are given and its option asks for some (LiRA: lira_reference_models
+    > 0). `options` are the trial's `AttackOptions`; `seed` seeds any randomness (Merlin's
+    noise). Each value is a float64 array of shape (N,).
+    """
+    chosen = [a for a in REGISTRY.values() if _runs(a, options, reference_models)]
+    from_logits = [a for a in chosen if a.from_logits is not None]
+
+    def chunk_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {a.name: a.from_logits(logits, labels) for a in from_logits}  # type: ignore[misc]
+
+    found = chunked(model, x, y, batch_size, chunk_scores) if from_logits else {}
+    target = Target(
+        model,
+        torch.as_tensor(x),
+        torch.as_tensor(y),
+        options,
+        seed,
+        batch_size,
+        tuple(reference_models or ()),
+    )
+    return {a.name: found[a.name] if a.from_logits else a.score(target) for a in chosen}  # type: ignore[misc]

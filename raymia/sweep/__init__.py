@@ -1,0 +1,18 @@
+"""The sweep: many trials under Ray Tune, the mechanisms and strengths chosen by Optuna.
+
+- `raymia.sweep.settings`: the settings, their defaults and checks, sweep.json;
+- `raymia.sweep.run`: the run itself (Ray Tune, the Optuna searcher, resume);
+- `raymia.sweep.worker`: one trial inside a Ray worker;
+- `raymia.sweep.recorder`: the driver's record of each finished or failed trial;
+- `raymia.sweep.journal`: the Optuna journal and its check before a resume.
+
+A sweep directory holds:
+    sweep.json       the resolved settings (what --resume reads back)
+    trials.parquet   one row per trial (raymia.results)
+    scores/          per-trial per-sample scores
+    optuna.journal   the Optuna study (open it with optuna-dashboard)
+    tune/            Ray Tune's experiment state (what Tuner.restore reads)
+
+Ray is imported only inside `run` and `worker` (and `raymia.cluster_config`, which validates
+cluster files offline); the rest of raymia never imports it.
+"""

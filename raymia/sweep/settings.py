@@ -1,0 +1,182 @@
+"""A sweep's settings: their defaults (the one place), their checks, and sweep.json.
+
+Nothing heavy is imported here at module level: the command line reads the choices and
+defaults below before any torch or Ray loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..pareto import Objective
+    from ..space import SearchSpace
+
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "SAMPLERS",
+    "SEARCHES",
+    "SETTINGS_FILE",
+    "SweepSettings",
+    "check_settings",
+    "default_out",
+    "expected_trials",
+    "load_settings",
+    "save_settings",
+]
+
+#: The resolved settings inside a sweep directory (what --resume reads back).
+SETTINGS_FILE = "sweep.json"
+#: How the trials are chosen: Optuna's search, a grid space's list, or random draws.
+SEARCHES = ("optuna", "grid", "random")
+#: Optuna's samplers: NSGA-II (multi-objective, the default) or TPE.
+SAMPLERS = ("nsga2", "tpe")
+#: The default objectives: accuracy up, the best attack's and DtC's advantage down.
+DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
+#: Where a sweep goes without --out (a strftime pattern).
+DEFAULT_OUT = "runs/sweep-%Y%m%d-%H%M%S"
+
+
+def default_out() -> str:
+    """Return the default sweep directory for a sweep starting now: runs/sweep-<time>."""
+    import time
+
+    return time.strftime(DEFAULT_OUT)
+
+
+@dataclass
+class SweepSettings:
+    """Everything a sweep needs, resolved from the space file and the flags.
+
+    The defaults here are the sweep's defaults: a flag or the space file's ``sweep:`` block
+    overrides each (see `raymia.sweep_cli.settings_from_args`).
+    """
+
+    space: str
+    out: str
+    samples: int = 16
+    search: str = "optuna"
+    sampler: str = "nsga2"
+    objectives: str = DEFAULT_OBJECTIVES
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = None
+    sampler_seed: int = 0
+    max_failures: int = 1
+    ray_init: dict[str, Any] = field(default_factory=dict)
+
+    def objective_list(self) -> list[Objective]:
+        """Return the parsed objectives (ValueError, one line, for a malformed spec)."""
+        from ..pareto import parse_objectives
+
+        return parse_objectives(self.objectives)
+
+
+def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
+    """Raise ConfigError (one line) for any setting that cannot work, before anything runs."""
+    from ..attacks import REGISTRY as ATTACKS
+    from ..config import TrialConfig
+    from ..trial import objective_columns
+
+    if settings.search not in SEARCHES:
+        raise ConfigError(f"--search {settings.search}: expected one of {', '.join(SEARCHES)}")
+    if settings.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {settings.sampler}: expected one of {', '.join(SAMPLERS)}")
+    if settings.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial {settings.cpus_per_trial}: expected a number > 0")
+    if settings.gpus_per_trial < 0:
+        raise ConfigError(f"--gpus-per-trial {settings.gpus_per_trial}: expected a number >= 0")
+    if settings.gpus_per_trial > 1 and settings.gpus_per_trial != int(settings.gpus_per_trial):
+        raise ConfigError(
+            f"--gpus-per-trial {settings.gpus_per_trial}: above 1 it must be a whole number"
+        )
+    if settings.samples < 1:
+        raise ConfigError(f"--samples {settings.samples}: expected a positive integer")
+    if settings.max_concurrent is not None and settings.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent {settings.max_concurrent}: expected >= 1")
+    try:
+        objectives = settings.objective_list()
+    except ValueError as err:
+        raise ConfigError(f"--objectives: {err}") from None
+    trial = TrialConfig.model_validate(space.trial)
+    dtc_on = trial.dtc.enabled
+    known = objective_columns()
+    for objective in objectives:
+        if objective.column not in known:
+            raise ConfigError(
+                f"--objectives {settings.objectives}: unknown objective {objective.column!r}; "
+                f"expected one of: acc, {', '.join(sorted(known))}"
+            )
+        if objective.column.startswith("dtc_") and not dtc_on:
+            raise ConfigError(
+                f"--objectives: {objective.column} needs DtC, but {space.path} sets "
+                "trial.dtc.enabled: false"
+            )
+        if objective.column.endswith("_excess") and not trial.attacks.n_permutations:
+            raise ConfigError(
+                f"--objectives: {objective.column} is measured against the permutation null, "
+                f"but {space.path} sets trial.attacks.n_permutations: 0"
+            )
+        for attack in ATTACKS.values():
+            option = attack.reference_models
+            if option and objective.column in attack.columns():
+                if not getattr(trial.attacks, option):
+                    raise ConfigError(
+                        f"--objectives: {objective.column} needs trial.attacks.{option}"
+                    )
+    if settings.search == "optuna":
+        if space.is_grid():
+            raise ConfigError(
+                f"{space.path}: a grid space lists its configurations; run it with --search grid"
+            )
+        if not space.varied():
+            raise ConfigError(
+                f"{space.path}: no mechanism has a distribution, so Optuna has nothing to "
+                "search; use --search grid or give a mechanism {uniform: [lo, hi]}"
+            )
+    if settings.search == "random" and space.is_grid():
+        raise ConfigError(
+            f"{space.path}: a grid space lists its configurations; run it with --search grid"
+        )
+    if settings.search == "grid" and not space.is_grid() and space.varied():
+        raise ConfigError(
+            f"{space.path}: --search grid needs a space with a grid: list (this one has "
+            "distributions); use --search optuna or random"
+        )
+
+
+def save_settings(settings: SweepSettings, out_dir: Path) -> None:
+    """Write the resolved settings to DIR/sweep.json (atomically)."""
+    path = out_dir / SETTINGS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(settings), indent=2))
+    os.replace(tmp, path)
+
+
+def load_settings(out_dir: Path) -> SweepSettings:
+    """Read DIR/sweep.json back; raise ConfigError if it is missing or unreadable."""
+    path = out_dir / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text())
+        return SweepSettings(**data)
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {out_dir}: no {SETTINGS_FILE}; is this a sweep dir?") from None
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{path}: unreadable sweep settings ({err})") from None
+
+
+def expected_trials(settings: SweepSettings) -> int:
+    """Return how many trials the sweep runs when it is not interrupted."""
+    if settings.search != "grid":
+        return settings.samples
+    from ..space import load_space
+
+    space = load_space(settings.space)
+    return len(space.grid if space.grid is not None else [{}]) * len(space.seeds)
