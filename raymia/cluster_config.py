@@ -80,8 +80,9 @@ def validate_cluster_config(path: str | Path) -> dict[str, Any]:
     as ``ray up`` would hand it to the provider (before the provider's online bootstrap).
     Raises ClusterConfigError (a ValueError) with a one-line message naming the file and the
     problem: file not found, YAML syntax error, missing ``provider.type``, an unknown or
-    mistyped key (with its key path), or a ``head_node_type`` that is not one of
-    ``available_node_types``. Never contacts the cloud provider or the network.
+    mistyped key (with its key path), a ``head_node_type`` that is not one of
+    ``available_node_types``, or (AWS) a GPU node type without an ``ImageId``. Never contacts
+    the cloud provider or the network.
     """
     # Private API, pinned here on purpose (see the module docstring). jsonschema is imported
     # by validate_config itself; it is one of ray's own install requirements.
@@ -132,4 +133,26 @@ def validate_cluster_config(path: str | Path) -> dict[str, Any]:
                     f"available_node_types: {node_types})"
                 )
         raise _fail(path, detail) from None
+    _check_gpu_images(path, prepared)
     return prepared
+
+
+def _check_gpu_images(path: Path, config: dict[str, Any]) -> None:
+    """Raise ClusterConfigError for an AWS GPU node type that leaves its AMI to Ray's default.
+
+    Ray's default AMI carries an NVIDIA driver too old for current torch CUDA builds, so its
+    GPU trials could not use CUDA; cluster.yaml names an AMI whose driver fits the torch build
+    its setup commands install.
+    """
+    if config["provider"].get("type") != "aws":
+        return
+    for name, node in (config.get("available_node_types") or {}).items():
+        gpus = (node.get("resources") or {}).get("GPU", 0)
+        image = (node.get("node_config") or {}).get("ImageId", "")
+        if gpus and str(image).lower() in ("", "latest_dlami"):
+            raise _fail(
+                path,
+                f"available_node_types.{name}.node_config.ImageId: not set on a GPU node type; "
+                "Ray's default AMI has an NVIDIA driver too old for the torch CUDA build, so "
+                "name an AMI whose driver fits it (see cluster.yaml)",
+            )

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .sweep.settings import DEFAULT_OBJECTIVES, SAMPLERS, SEARCHES, SweepSettings, default_out
+from .sweep.settings import (
+    DEFAULT_OBJECTIVES,
+    SAMPLERS,
+    SEARCHES,
+    SETTINGS_FILE,
+    SweepSettings,
+    default_out,
+)
 
 # The settings a space file's `sweep:` block may give (raymia.space.SweepDefaults) and a flag
 # may override.
@@ -26,6 +34,9 @@ _FROM_SPACE = (
     "gpus_per_trial",
     "max_concurrent",
 )
+
+# What sweep.json fixes for good: a resume that names one of these is refused.
+_FIXED_ON_RESUME = ("space", "out", *_FROM_SPACE, "sampler_seed")
 
 
 def _float(text: str) -> float:
@@ -61,7 +72,11 @@ def add_sweep_parser(subparsers: Any) -> None:
     p.add_argument("--cpus-per-trial", type=_float, metavar="C")
     p.add_argument("--gpus-per-trial", type=_float, metavar="G", help="may be fractional")
     p.add_argument("--max-concurrent", type=int, metavar="K")
-    p.add_argument("--address", help="join a running Ray cluster: auto or ray://host:port")
+    p.add_argument(
+        "--address",
+        help="join a running Ray cluster from one of its nodes: auto or HOST:PORT "
+        "(not ray://: submit the sweep with `ray job submit` instead)",
+    )
     p.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/sweep-<time>)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted sweep")
     p.add_argument("--sampler-seed", type=int, help="seeds the Optuna sampler (default 0)")
@@ -75,10 +90,16 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
 
     if args.resume:
         out = Path(args.resume)
+        fixed = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
+        if fixed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+            raise ConfigError(
+                f"--resume {out}: {flags} cannot change on resume (the sweep keeps the "
+                f"settings in {out / SETTINGS_FILE}); only --address can be given"
+            )
         if not out.is_dir():
             raise ConfigError(f"--resume {out}: no such directory")
         settings = load_settings(out)
-        settings.out = str(out)
         if args.address:
             settings.address = args.address
         return settings, True
@@ -98,6 +119,20 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
     return settings, False
 
 
+def no_trial_completed(df: Any) -> str | None:
+    """Return a one-line message naming the first error when trials ran but none completed
+    (status ``ok``), else None."""
+    if not len(df) or "status" not in df or (df["status"] == "ok").any():
+        return None
+    first = df.iloc[0]
+    error = first.get("error")
+    error = error if isinstance(error, str) and error else first["status"]
+    return (
+        f"no trial of {len(df)} completed; the first ({first['trial_id']}, {first['status']}): "
+        f"{error}"
+    )
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep the flags describe; print the Pareto front at the end."""
     settings, resume = settings_from_args(args)
@@ -112,6 +147,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"\nraymia: {len(df)} trials in {settings.out} ({counts}), {elapsed:.0f} s")
     print(f"Pareto front ({settings.objectives}):")
     print(front_table(df, settings.objective_list()))
+    failure = no_trial_completed(df)
+    if failure:
+        print(f"raymia: {failure}", file=sys.stderr)
     expected = expected_trials(settings)
     if len(df) < expected:
         print(
@@ -119,4 +157,4 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"raymia sweep --resume {settings.out}"
         )
         return 130
-    return 0
+    return 1 if failure else 0

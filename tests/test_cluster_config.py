@@ -53,9 +53,24 @@ def test_shipped_cluster_yaml_validates_offline(no_network):
     assert any(node["resources"].get("GPU", 0) >= 1 for node in workers)
     assert all(node["min_workers"] == 0 for node in workers)  # autoscales from zero
     assert config["file_mounts"] == {"~/raymia": "."}
-    # prepare_config merges the common setup commands into both node kinds.
-    assert "pip install -e ~/raymia" in config["head_setup_commands"]
-    assert "pip install -e ~/raymia" in config["worker_setup_commands"]
+    # prepare_config merges the common setup commands into both node kinds: torch's CUDA
+    # build that fits the AMI's driver, then raymia, once per node (a stamp skips repeats)
+    for kind in ("head_setup_commands", "worker_setup_commands"):
+        install = config[kind][0]
+        assert "whl/cu128" in install and "pip install -e ~/raymia" in install
+        assert "test -f $STAMP ||" in install
+    assert "torch.cuda.is_available()" in config["worker_setup_commands"][-1]
+    # every node names its AMI: Ray's default one has a driver too old for torch's CUDA build
+    for node in config["available_node_types"].values():
+        assert "base-oss-nvidia-driver-gpu" in node["node_config"]["ImageId"]
+
+
+def test_a_gpu_node_type_without_an_image_fails(tmp_path):
+    def edit(c):
+        del c["available_node_types"]["ray.worker.gpu"]["node_config"]["ImageId"]
+
+    message = _message(_write_copy(tmp_path, edit))
+    assert "available_node_types.ray.worker.gpu.node_config.ImageId: not set" in message
 
 
 def test_clusterconfigerror_is_a_valueerror():

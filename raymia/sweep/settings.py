@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ __all__ = [
     "SAMPLERS",
     "SEARCHES",
     "SETTINGS_FILE",
+    "SPACE_FILE",
     "SweepSettings",
     "check_settings",
     "default_out",
@@ -33,6 +35,8 @@ __all__ = [
 
 #: The resolved settings inside a sweep directory (what --resume reads back).
 SETTINGS_FILE = "sweep.json"
+#: The sweep's copy of its search space, inside the sweep directory.
+SPACE_FILE = "space.yaml"
 #: How the trials are chosen: Optuna's search, a grid space's list, or random draws.
 SEARCHES = ("optuna", "grid", "random")
 #: Optuna's samplers: NSGA-II (multi-objective, the default) or TPE.
@@ -99,6 +103,14 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
         )
     if settings.samples < 1:
         raise ConfigError(f"--samples {settings.samples}: expected a positive integer")
+    if settings.address and settings.address.startswith("ray://"):
+        # Under Ray Client, Tune runs the sweep's driver on the head while this process reads
+        # and writes DIR locally: the sweep's own record would land on the other machine.
+        raise ConfigError(
+            f"--address {settings.address}: Ray Client is not supported; run the sweep on the "
+            "cluster: ray job submit --address http://HEAD:8265 -- raymia sweep ... "
+            "(or ray submit cluster.yaml scripts/sweep_entry.py -- ...)"
+        )
     if settings.max_concurrent is not None and settings.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {settings.max_concurrent}: expected >= 1")
     try:
@@ -153,23 +165,31 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
 
 
 def save_settings(settings: SweepSettings, out_dir: Path) -> None:
-    """Write the resolved settings to DIR/sweep.json (atomically)."""
+    """Copy the space file into DIR/space.yaml and write the settings to DIR/sweep.json
+    (atomically), both paths relative to DIR: the directory resumes wherever it is moved."""
+    copy = out_dir / SPACE_FILE
+    if Path(settings.space).resolve() != copy.resolve():
+        shutil.copyfile(settings.space, copy)
     path = out_dir / SETTINGS_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(settings), indent=2))
+    tmp.write_text(json.dumps({**asdict(settings), "space": SPACE_FILE, "out": "."}, indent=2))
     os.replace(tmp, path)
 
 
 def load_settings(out_dir: Path) -> SweepSettings:
-    """Read DIR/sweep.json back; raise ConfigError if it is missing or unreadable."""
+    """Read DIR/sweep.json back, its relative paths (the space file, the directory itself)
+    resolved against DIR where it is now; raise ConfigError if it is missing or unreadable."""
     path = out_dir / SETTINGS_FILE
     try:
         data = json.loads(path.read_text())
-        return SweepSettings(**data)
+        settings = SweepSettings(**data)
     except FileNotFoundError:
         raise ConfigError(f"--resume {out_dir}: no {SETTINGS_FILE}; is this a sweep dir?") from None
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{path}: unreadable sweep settings ({err})") from None
+    settings.space = str(out_dir / settings.space)  # an absolute path stays as it is
+    settings.out = str(out_dir)
+    return settings
 
 
 def expected_trials(settings: SweepSettings) -> int:
