@@ -15,6 +15,15 @@ Both are written atomically: to a temporary file in the same directory, flushed 
 then renamed over the final name. A crash mid-write leaves the previous complete file in place;
 a reader never sees a half-written one.
 
+A sweep records its trials with `TrialsAppender`, at a constant cost per trial: each row lands
+as one small Parquet file ``DIR/trials.parts/<sequence>.parquet``, and the parts are folded
+into ``trials.parquet`` (compacted) whenever they are as many as the rows it holds, and when
+the sweep ends (`compact_trials`). The compacted file names the last part it holds in its
+metadata (``raymia_parts_through``), so a kill between writing it and deleting the parts
+loses nothing and counts nothing twice. `load_results` reads compacted and uncompacted
+directories alike: ``trials.parquet``, then the parts after it, a later row of a trial
+replacing the earlier one.
+
 Column types are inferred from a column's non-null values across *all* rows, so a column that
 is null in the first rows and float later is float64, not broken:
 
@@ -54,9 +63,12 @@ __all__ = [
     "LEADING_COLUMNS",
     "SCHEMA_VERSION",
     "SCORES_DIR",
+    "PARTS_DIR",
     "TRIALS_FILE",
     "ResultsError",
+    "TrialsAppender",
     "TrialsWriter",
+    "compact_trials",
     "load_results",
     "load_scores",
     "ok_trials",
@@ -72,6 +84,11 @@ SCORES_DIR = "scores"
 #: Value of the ``raymia_schema_version`` metadata key written into every file.
 SCHEMA_VERSION = "1"
 _SCHEMA_KEY = b"raymia_schema_version"
+#: Folder, inside a sweep directory, of the rows not yet compacted into trials.parquet.
+PARTS_DIR = "trials.parts"
+# trials.parquet's metadata: the sequence number of the last part it holds
+_THROUGH_KEY = b"raymia_parts_through"
+_PART = re.compile(r"^(\d{10})\.parquet$")
 
 #: The fixed columns that open every trials table, in order. Mechanism strengths and metrics
 #: follow, in first-seen order.
@@ -116,20 +133,19 @@ def write_trials(out_dir: str | os.PathLike[str], rows: list[dict[str, Any]]) ->
 
 
 class TrialsWriter:
-    """The trials of one sweep directory, kept in memory and rewritten on disk at every change.
+    """The trials of one sweep directory, kept in memory and rewritten on disk at every change
+    (a sweep records with `TrialsAppender`, whose cost per trial does not grow).
 
-    ``TrialsWriter(out_dir)`` loads the rows of an existing ``out_dir/trials.parquet`` (so a
-    resumed sweep keeps its finished trials); a corrupt existing file raises ResultsError
-    rather than being silently overwritten. Not safe for concurrent writers on one directory:
-    the sweep driver owns it.
+    ``TrialsWriter(out_dir)`` loads the rows of an existing ``out_dir/trials.parquet`` and its
+    parts (so a resumed sweep keeps its finished trials); a corrupt existing file raises
+    ResultsError rather than being silently overwritten. Not safe for concurrent writers on
+    one directory: the sweep driver owns it.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.out_dir = Path(out_dir)
         self.path = self.out_dir / TRIALS_FILE
-        self._rows: list[dict[str, Scalar]] = []
-        if self.path.exists():
-            self._rows = _read_table(self.path).to_pylist()
+        self._rows, self._through = _load_rows(self.out_dir)
 
     @property
     def rows(self) -> list[dict[str, Scalar]]:
@@ -157,9 +173,75 @@ class TrialsWriter:
                 break
         else:
             rows.append(new_row)
-        path = write_trials(self.out_dir, rows)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write_table(_trials_table(rows, self._through), self.path)
         self._rows = rows
+        return self.path
+
+
+class TrialsAppender:
+    """Records the trials of one sweep directory at a constant cost per trial.
+
+    `add` writes the row as one small Parquet part (``DIR/trials.parts/``) and, once the parts
+    are as many as the rows of ``trials.parquet`` (at least `min_batch`), folds them into it:
+    the file is rewritten only at 1, 2, 4, 8, ... rows, so the bytes read and written per trial
+    stay constant however many rows are already there. Opening one reads the parts' names and
+    trials.parquet's footer, never its rows. A kill at any instant loses at most the row being
+    written. The sweep driver owns the directory; no concurrent writers.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], min_batch: int = 1) -> None:
+        self.out_dir = Path(out_dir)
+        self.min_batch = max(1, min_batch)
+        through, self._rows_compacted = _compacted_state(self.out_dir / TRIALS_FILE)
+        later = [seq for seq, _ in _parts(self.out_dir) if seq > through]
+        self._pending = len(later)
+        self._next = max([through, *later]) + 1
+
+    def add(self, row: Mapping[str, Any]) -> Path:
+        """Record ``row`` (a later row of the same trial_id replaces it when read).
+
+        Returns the path of the part written. Raises ValueError for a row without a str
+        trial_id or with a value that is not a scalar; nothing is written then.
+        """
+        trial_id = row.get("trial_id")
+        if not isinstance(trial_id, str) or not trial_id:
+            raise ValueError(f"row needs a non-empty str 'trial_id', got {trial_id!r}")
+        table = _trials_table([row])
+        parts = self.out_dir / PARTS_DIR
+        parts.mkdir(parents=True, exist_ok=True)
+        path = parts / f"{self._next:010d}.parquet"
+        _atomic_write_table(table, path)
+        self._next += 1
+        self._pending += 1
+        if self._pending >= max(self.min_batch, self._rows_compacted):
+            self.compact()
         return path
+
+    def compact(self) -> None:
+        """Fold every part into trials.parquet and delete the parts."""
+        self._rows_compacted = compact_trials(self.out_dir)
+        self._pending = 0
+
+
+def compact_trials(out_dir: str | os.PathLike[str]) -> int:
+    """Fold the parts of ``out_dir/trials.parts/`` into ``out_dir/trials.parquet``, atomically,
+    then delete them; return the rows trials.parquet holds (nothing is written without parts).
+
+    Crash-safe: the new file names the last part it holds, and parts are deleted only after it
+    is in place, so a kill at any point leaves a directory `load_results` reads whole.
+    """
+    out = Path(out_dir)
+    parts = _parts(out)
+    if not parts:
+        return _compacted_state(out / TRIALS_FILE)[1]
+    rows, through = _load_rows(out)
+    _atomic_write_table(_trials_table(rows, through), out / TRIALS_FILE)
+    for seq, path in parts:  # oldest first: what is left is always the newest rows
+        if seq <= through:
+            path.unlink()
+    _fsync_dir(out / PARTS_DIR)
+    return len(rows)
 
 
 def scores_path(out_dir: str | os.PathLike[str], trial_id: str) -> Path:
@@ -213,8 +295,13 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     string dtype, int64 columns with nulls as float64, bool columns with nulls as object, and
     nulls as NaN/None. An existing zero-row file gives an empty frame with its columns.
 
-    Raises ResultsError, naming the path, when the directory is missing, holds no
-    ``trials.parquet``, or the file is not a readable Parquet file (never an empty frame).
+    Reads compacted and uncompacted directories alike: ``trials.parquet`` and any parts a
+    sweep recorded after it (``trials.parts/``, `TrialsAppender`), a later row of a trial
+    replacing the earlier one; it writes nothing.
+
+    Raises ResultsError, naming the path, when the directory is missing, holds neither
+    ``trials.parquet`` nor parts, or a file is not a readable Parquet file (never an empty
+    frame).
     """
     out = Path(out_dir)
     if not out.exists():
@@ -224,9 +311,12 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
             f"{out}: is a file, not a sweep directory (pass the directory holding {TRIALS_FILE})"
         )
     path = out / TRIALS_FILE
-    if not path.exists():
-        raise ResultsError(f"{out}: no {TRIALS_FILE} here; is this a raymia sweep directory?")
-    return _read_table(path).to_pandas()
+    if not _parts(out):
+        if not path.exists():
+            raise ResultsError(f"{out}: no {TRIALS_FILE} here; is this a raymia sweep directory?")
+        return _read_table(path).to_pandas()
+    rows, through = _load_rows(out)
+    return _trials_table(rows, through).to_pandas()
 
 
 def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -250,7 +340,55 @@ def load_scores(out_dir: str | os.PathLike[str], trial_id: str) -> pd.DataFrame:
 # Internals
 
 
-def _trials_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+def _parts(out: Path) -> list[tuple[int, Path]]:
+    """Return the (sequence number, path) of every part in ``out/trials.parts``, oldest first."""
+    try:
+        names = os.listdir(out / PARTS_DIR)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = [
+        (int(m.group(1)), out / PARTS_DIR / name) for name in names if (m := _PART.match(name))
+    ]
+    return sorted(found)
+
+
+def _compacted_state(path: Path) -> tuple[int, int]:
+    """Return (last part held, rows) of trials.parquet from its footer; (0, 0) when missing."""
+    if not path.exists():
+        return 0, 0
+    try:
+        meta = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ResultsError(f"{path}: not a readable Parquet file ({_one_line(exc)})") from exc
+    through = (meta.metadata or {}).get(_THROUGH_KEY, b"0")
+    return int(through), meta.num_rows
+
+
+def _load_rows(out: Path) -> tuple[list[dict[str, Scalar]], int]:
+    """Return the rows of trials.parquet followed by its later parts (a later row of a trial
+    replacing the earlier one, in place), and the sequence number of the last part read."""
+    path = out / TRIALS_FILE
+    rows: list[dict[str, Scalar]] = []
+    through = 0
+    if path.exists():
+        table = _read_table(path)
+        rows = table.to_pylist()
+        through = int((table.schema.metadata or {}).get(_THROUGH_KEY, b"0"))
+    index = {row["trial_id"]: i for i, row in enumerate(rows)}
+    for seq, part in _parts(out):
+        if seq <= through:
+            continue  # already in trials.parquet (a kill before the parts were deleted)
+        for row in _read_table(part).to_pylist():
+            if row["trial_id"] in index:
+                rows[index[row["trial_id"]]] = row
+            else:
+                index[row["trial_id"]] = len(rows)
+                rows.append(row)
+        through = seq
+    return rows, through
+
+
+def _trials_table(rows: Iterable[Mapping[str, Any]], through: int = 0) -> pa.Table:
     """Build the trials table: leading columns first, then first-seen order, inferred types."""
     rows = list(rows)
     seen_ids: set[str] = set()
@@ -281,7 +419,10 @@ def _trials_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
             values = [None if v is None else float(v) for v in values]
         arrays.append(pa.array(values, type=arrow_type))
     table = pa.Table.from_arrays(arrays, names=list(order))
-    return table.replace_schema_metadata({_SCHEMA_KEY: SCHEMA_VERSION.encode()})
+    metadata = {_SCHEMA_KEY: SCHEMA_VERSION.encode()}
+    if through:
+        metadata[_THROUGH_KEY] = str(through).encode()
+    return table.replace_schema_metadata(metadata)
 
 
 def _plain(column: str, value: Any) -> Scalar:

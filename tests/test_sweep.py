@@ -84,26 +84,6 @@ def test_four_trial_sweep_end_to_end(ray_session, space, tmp_path, capsys):
     assert (out / "optuna.journal").exists() and (out / "sweep.json").exists()
 
 
-@pytest.mark.slow
-def test_fractional_gpus_run_four_trials_at_once(ray_session, space, tmp_path):
-    settings = SweepSettings(
-        space=str(space),
-        out=str(tmp_path / "gpu"),
-        samples=4,
-        search="random",
-        gpus_per_trial=0.25,
-        cpus_per_trial=1,
-        max_concurrent=4,
-    )
-    df = run_sweep(settings)
-    assert len(df) == 4 and (df["status"] == "ok").all()
-    # no CUDA here: Ray's GPU is logical, and each trial fell back to the CPU
-    assert set(df["device"]) == {"cpu"}
-    latest_start = df["started_at"].max()
-    earliest_end = df["finished_at"].min()
-    assert latest_start < earliest_end, "all four trials were running at the same moment"
-
-
 def flaky_trainable(params, pool=None):
     """Fails for dropout 0.1, diverges for dropout 0.2, else runs the real trial."""
     from raymia.sweep.worker import trainable  # in the worker: the real one
@@ -298,3 +278,50 @@ def test_excess_objective_needs_the_null(tmp_path):
         check_settings(settings, space)
     path.write_text("trial: {epochs: 1}\nmechanisms: {dropout: {uniform: [0.0, 0.5]}}\n")
     check_settings(settings, load_space(path))
+
+
+def nan_trainable(params, pool=None):
+    """A millisecond trial: NaN accuracy for dropout 0.1, finite objectives otherwise."""
+    from ray import tune
+
+    nan = params["mechanisms"]["dropout"] == 0.1
+    tune.report(
+        {
+            "status": "ok",
+            "test_acc": float("nan") if nan else 0.9,
+            "adv": 0.1,
+            "dtc_adv": 0.05,
+            "dropout": params["mechanisms"]["dropout"],
+        }
+    )
+
+
+@pytest.mark.slow
+def test_a_nan_objective_fails_in_optuna_the_sweep_resumes_no_tune_files_per_trial(
+    ray_session, space, tmp_path, monkeypatch
+):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import cloudpickle
+
+    from raymia.sweep import run as sweep_run
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(sweep_run, "trainable", nan_trainable)
+    out = tmp_path / "nan"
+    settings = SweepSettings(space=str(space), out=str(out), samples=6, max_concurrent=2)
+    df = run_sweep(settings)
+    assert len(df) == 6 and (df["dropout"] == 0.1).any(), "the seeded sampler drew a NaN"
+    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
+    states = [t.state.name for t in optuna.load_study(study_name="raymia", storage=storage).trials]
+    assert "RUNNING" not in states and states.count("FAIL") == (df["dropout"] == 0.1).sum()
+    # the resume accepts the journal (a RUNNING trial used to read as a truncated journal)
+    assert len(run_sweep(settings, resume=True)) == 6
+    # Tune's per-trial loggers are off: no file of Tune's per trial, whatever the sweep's size
+    tune_dir = out / "tune"
+    per_trial = [p for p in tune_dir.rglob("trial_*/**/*") if p.is_file()]
+    assert len(list(tune_dir.glob("trial_*"))) == 6  # (the check below looks in the right place)
+    assert per_trial == []
+    # the sweep's own few files (settings, rows, journal, Tune's state of each run), not 6 x 5
+    assert len([p for p in out.rglob("*") if p.is_file()]) <= 16

@@ -6,11 +6,21 @@ Optuna's journal is one JSON record a line (open it with ``optuna-dashboard optu
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["JOURNAL_FILE", "STUDY_NAME", "check_journal"]
+__all__ = [
+    "JOURNAL_FILE",
+    "STUDY_NAME",
+    "check_journal",
+    "finite_optuna_search",
+    "repair_torn_line",
+]
 
 #: The Optuna journal inside a sweep directory.
 JOURNAL_FILE = "optuna.journal"
@@ -32,6 +42,13 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
     path = out_dir / JOURNAL_FILE
     if not path.exists():
         return
+    dropped = repair_torn_line(path)
+    if dropped:
+        print(
+            f"raymia: note: {path}: dropped a torn last line ({dropped} bytes, a write the "
+            "last run did not finish); its trial runs again",
+            file=sys.stderr,
+        )
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             try:
@@ -53,3 +70,69 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
             f"{path}: Optuna journal knows {finished} finished trials but trials.parquet has "
             f"{finished_rows} rows; the journal looks truncated"
         )
+
+
+def repair_torn_line(path: Path) -> int:
+    """Cut a torn last line (no newline: a kill mid-write) off the journal at `path`.
+
+    Optuna writes each record as one line ending in a newline, so only the last line can be
+    torn; a line that ends in a newline is never touched (damage there is refused by
+    `check_journal`). Returns how many bytes were dropped (0 when the journal was whole).
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb+") as f:
+        # read backwards in blocks until the last newline (a record is a few hundred bytes)
+        end = size
+        block = 4096
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            if end == size and chunk.endswith(b"\n"):
+                return 0
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return size - keep
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def finite_optuna_search(**kwargs: Any) -> Any:
+    """Return Ray Tune's OptunaSearch built from `kwargs`, telling Optuna FAIL for a trial
+    whose objective is missing, NaN or infinite.
+
+    Ray's own searcher tells such a trial COMPLETE (or PRUNED, which a multi-objective study
+    refuses); Optuna rejects the value, Ray only logs it, and the trial stays RUNNING in the
+    journal for good, which a later resume reads as a truncated journal.
+    """
+    from optuna.trial import TrialState
+    from ray.tune.search.optuna import OptunaSearch
+
+    class FiniteOptunaSearch(OptunaSearch):
+        def on_trial_complete(
+            self, trial_id: str, result: dict | None = None, error: bool = False
+        ) -> None:
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            known = trial_id in self._ot_trials and trial_id not in self._completed_trials
+            if known and (error or not all(_finite((result or {}).get(m)) for m in metrics)):
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                return
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+    return FiniteOptunaSearch(**kwargs)

@@ -1,5 +1,6 @@
-"""The driver side's record of a sweep: each finished (or failed) trial's row, written to
-DIR/trials.parquet and its scores to DIR/scores/ as Tune reports them."""
+"""The driver side's record of a sweep: each finished (or failed) trial's row, appended to
+DIR/trials.parquet (as a small part, `raymia.results.TrialsAppender`: a constant cost per
+trial) and its scores to DIR/scores/ as Tune reports them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrialConfig
-from ..results import TrialsWriter, write_scores
+from ..results import TrialsAppender, write_scores
 from .worker import decode_scores, trial_config
 
 __all__ = ["make_recorder"]
@@ -77,11 +78,18 @@ def make_recorder(out_dir: Path) -> Any:
         finished trial in the journal and in Tune's state, and a sweep stopped in between
         re-runs that trial instead of keeping a row whose trial Optuna still thinks RUNNING.
         It keeps no rows across runs: Tuner.restore revives the callback pickled with the
-        first run, so every write starts from what is on disk.
+        first run, so every run opens the directory afresh (reading no rows: appending a row
+        costs the same at the first trial and the 100,000th).
         """
 
         def __init__(self):
             self.pending: dict[str, tuple[dict, bytes | None]] = {}
+            self.appender: TrialsAppender | None = None
+
+        def _add(self, row: dict[str, Any]) -> None:
+            if self.appender is None:
+                self.appender = TrialsAppender(out_dir)
+            self.appender.add(row)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             row = {k: v for k, v in result.items() if k not in tune_keys}
@@ -97,18 +105,19 @@ def make_recorder(out_dir: Path) -> Any:
                 return
             if blob is not None:
                 write_scores(out_dir, trial.trial_id, decode_scores(blob))
-            TrialsWriter(out_dir).add(row)
+            self._add(row)
 
         def __getstate__(self):
             return {}  # results in flight belong to this run only
 
         def __setstate__(self, state):
             self.pending = {}
+            self.appender = None
 
         def on_trial_error(self, iteration, trials, trial, **info):
             status, message = _error_status(_trial_exception(trial))
             row = {"trial_id": trial.trial_id, "status": status, "error": message}
             row.update(_config_columns(trial.config))
-            TrialsWriter(out_dir).add(row)
+            self._add(row)
 
     return ResultsRecorder()

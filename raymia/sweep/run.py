@@ -19,12 +19,12 @@ from typing import Any
 
 from ..config import TrialConfig
 from ..errors import ConfigError
-from ..results import TrialsWriter, load_results
+from ..results import TrialsWriter, compact_trials, load_results
 from ..space import SearchSpace, load_space
-from .journal import JOURNAL_FILE, STUDY_NAME, check_journal
+from .journal import JOURNAL_FILE, STUDY_NAME, check_journal, finite_optuna_search
 from .recorder import make_recorder
 from .settings import SETTINGS_FILE, SweepSettings, check_settings, save_settings
-from .worker import trainable
+from .worker import check_driver_gpus, trainable, worker_runtime_env
 
 __all__ = ["TUNE_NAME", "run_sweep"]
 
@@ -70,7 +70,6 @@ def _searcher(settings: SweepSettings, out_dir: Path, max_concurrent: int):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     objectives = settings.objective_list()
     if settings.sampler == "nsga2":
@@ -78,7 +77,7 @@ def _searcher(settings: SweepSettings, out_dir: Path, max_concurrent: int):
     else:
         sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed)
     storage = JournalStorage(JournalFileBackend(str(out_dir / JOURNAL_FILE)))
-    searcher = OptunaSearch(
+    searcher = finite_optuna_search(
         metric=[o.column for o in objectives],
         mode=[o.direction for o in objectives],
         sampler=sampler,
@@ -95,8 +94,11 @@ def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
     if ray.is_initialized():
         return False, None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # every worker imports the installed raymia, whatever folder the driver runs in
+    ray_init = {**settings.ray_init}
+    ray_init["runtime_env"] = worker_runtime_env(ray_init.get("runtime_env"))
     if settings.address:
-        ray.init(address=settings.address, log_to_driver=True, **settings.ray_init)
+        ray.init(address=settings.address, log_to_driver=True, **ray_init)
         return True, None
     # A local Ray of our own: its own temp dir, no dashboard, nothing shared with other Rays.
     temp_dir = tempfile.mkdtemp(prefix="raymia-ray-", dir="/tmp")
@@ -105,7 +107,7 @@ def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         configure_logging=False,
-        **settings.ray_init,
+        **ray_init,
     )
     return True, temp_dir
 
@@ -130,9 +132,11 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
             "or pick a new directory"
         )
     started_ray, temp_dir = _init_ray(settings)
+    cwd = os.getcwd()
     try:
         return _run(settings, space, out_dir, resume)
     finally:
+        os.chdir(cwd)
         if started_ray:
             import ray
 
@@ -154,18 +158,25 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
         raise ConfigError(
             f"--gpus-per-trial {settings.gpus_per_trial}: the Ray cluster has no GPUs"
         )
+    check_driver_gpus(settings.gpus_per_trial)
     max_concurrent = settings.max_concurrent or max(1, int(cluster_cpus // settings.cpus_per_trial))
     pool = load_pool(trial_defaults.dataset, trial_defaults.data_root, trial_defaults.download)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_settings(settings, out_dir)
+    # From here the driver writes relative to DIR: the recorder and the Optuna journal, which
+    # Tune pickles into its state, hold relative paths, so a moved or copied DIR resumes in
+    # its new place and writes nothing to the old one (run_sweep restores the cwd).
+    os.chdir(out_dir)
+    # raymia's own Parquet is the record: no params/result/progress/event files per trial
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
     run_config = tune.RunConfig(
         name=TUNE_NAME,
         storage_path=str(out_dir),
-        callbacks=[make_recorder(out_dir)],
+        callbacks=[make_recorder(Path("."))],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         progress_reporter=tune.CLIReporter(
             metric_columns=["test_acc", "adv", "dtc_adv"],
@@ -185,7 +196,7 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
         )
     else:
         if settings.search == "optuna":
-            search_alg = _searcher(settings, out_dir, max_concurrent)
+            search_alg = _searcher(settings, Path("."), max_concurrent)
             num_samples = settings.samples
         else:
             search_alg = None
@@ -204,6 +215,7 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
         )
     with _sigterm_stops_gracefully():
         tuner.fit()
+    compact_trials(out_dir)  # the rows recorded as parts, folded into trials.parquet
     return load_results(out_dir)
 
 
