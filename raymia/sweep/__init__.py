@@ -8,7 +8,9 @@
 
 A sweep directory holds:
     sweep.json       the resolved settings (what --resume reads back)
-    trials.parquet   one row per trial (raymia.results)
+    space.yaml       a copy of the search space (a moved directory resumes with it)
+    trials.parquet   one row per trial (raymia.results), plus trials.parts/: rows not yet
+                     folded into it, one Parquet part per finished trial
     scores/          per-trial per-sample scores
     optuna.journal   the Optuna study (open it with optuna-dashboard)
     tune/            Ray Tune's experiment state (what Tuner.restore reads)
