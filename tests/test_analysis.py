@@ -10,11 +10,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from local_ray import local_ray
 from sweep_spaces import tiny_space
 
 from raymia.analysis import common, mechanisms, pareto, report, reproduction, roc
@@ -346,8 +346,6 @@ def test_scripts_never_import_ray():
 @pytest.fixture(scope="module")
 def real_sweep(tmp_path_factory) -> Path:
     """Four real trials on digits (label smoothing x dropout), on a 2-CPU Ray of our own."""
-    import ray
-
     from raymia.sweep.run import run_sweep
     from raymia.sweep.settings import SweepSettings
 
@@ -355,19 +353,8 @@ def real_sweep(tmp_path_factory) -> Path:
     space = base / "tiny.yaml"
     space.write_text(TINY_SPACE)
     out = base / "sweep"
-    temp_dir = tempfile.mkdtemp(prefix="rma-", dir="/tmp")
-    ray.init(
-        num_cpus=2,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
+    with local_ray(2):
         df = run_sweep(SweepSettings(space=str(space), out=str(out), samples=4, max_concurrent=2))
-    finally:
-        ray.shutdown()  # only the Ray this fixture started
-        shutil.rmtree(temp_dir, ignore_errors=True)
     assert (df["status"] == "ok").sum() >= 2, df[["trial_id", "status", "error"]]
     return out
 

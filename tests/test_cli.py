@@ -45,31 +45,25 @@ def test_config_file_errors_name_the_file(tmp_path, capsys):
     assert code == 2 and "malformed YAML" in err
 
 
-@pytest.mark.slow
-def test_trial_json_prints_one_object_with_the_metrics():
+def trial_json(settings: list[str], *flags: str) -> dict:
+    """Run `raymia trial --json` in a fresh interpreter with these --set values and flags;
+    assert it exits 0 and return the printed row."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "raymia.cli",
-            "trial",
-            "--set",
-            "epochs=2",
-            "--json",
-            "--set",
-            "dtc.enabled=false",
-            "--set",
-            "n_bootstrap=0",
-            "--threads",
-            "1",
-        ],
+        [sys.executable, "-m", "raymia.cli", "trial", "--json", *flags]
+        + [arg for s in settings for arg in ("--set", s)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    row = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow
+def test_trial_json_prints_one_object_with_the_metrics():
+    settings = ["epochs=2", "dtc.enabled=false", "n_bootstrap=0"]
+    row = trial_json(settings, "--threads", "1")
     assert {"test_acc", "train_acc", "dp_epsilon", "train_seconds", "seed"} <= set(row)
     assert 0 <= row["test_acc"] <= 1 and row["dp_epsilon"] is None
 
@@ -169,16 +163,7 @@ def test_mnist_5k_trial_reports_tpr_at_a_tenth_of_a_percent():
     """The bundled 28x28 set has enough non-members (1,000) for TPR at 0.1% FPR, offline."""
     settings = ["epochs=2", "merlin_neighbours=5", "n_bootstrap=0", "n_permutations=20"]
     settings += ["shadow_calibration=false", "dtc.enabled=false"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "raymia.cli", "trial", "--dataset", "mnist-5k", "--json"]
-        + [arg for s in settings for arg in ("--set", s)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    row = json.loads(proc.stdout)
+    row = trial_json(settings, "--dataset", "mnist-5k")
     assert row["dataset"] == "mnist-5k" and row["eval_members"] == 1000
     assert row["test_acc"] > 0.5
     for attack in ("loss", "entropy"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from local_ray import local_ray
 from sweep_spaces import tiny_space
 
 from raymia.errors import ConfigError
@@ -69,19 +69,8 @@ def test_a_trial_holding_a_gpu_without_cuda_fails_with_one_line(no_cuda, monkeyp
 @pytest.fixture(scope="module")
 def ray_session():
     """A local Ray with 4 logical CPUs and 1 logical GPU, in a temp dir of its own."""
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="raymia-test-ray-", dir="/tmp")
-    ray.init(
-        num_cpus=4,
-        num_gpus=1,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    yield
-    ray.shutdown()
+    with local_ray(4, num_gpus=1):
+        yield
 
 
 def test_the_sweep_refuses_gpus_it_cannot_use_before_any_trial(

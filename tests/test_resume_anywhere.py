@@ -7,11 +7,11 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from local_ray import local_ray
 from sweep_spaces import tiny_space
 
 from raymia.cli import main
@@ -63,18 +63,8 @@ def test_flags_fixed_by_the_sweep_are_refused_on_resume(flags, named, tmp_path, 
 @pytest.fixture(scope="module")
 def ray_session():
     """A local Ray with 2 logical CPUs, in a temp dir of its own."""
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="raymia-test-ray-", dir="/tmp")
-    ray.init(
-        num_cpus=2,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    yield
-    ray.shutdown()
+    with local_ray(2):
+        yield
 
 
 def stopping_trainable(params, pool=None):

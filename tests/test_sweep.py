@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from local_ray import local_ray
 from sweep_spaces import tiny_space
 
 from raymia.cli import main
@@ -28,19 +29,8 @@ OBJECTIVES = ["test_acc", "adv", "dtc_adv"]
 @pytest.fixture(scope="module")
 def ray_session():
     """A local Ray with 4 logical CPUs and 1 logical GPU, in a temp dir of its own."""
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="raymia-test-ray-", dir="/tmp")
-    ray.init(
-        num_cpus=4,
-        num_gpus=1,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    yield
-    ray.shutdown()
+    with local_ray(4, num_gpus=1):
+        yield
 
 
 @pytest.fixture
