@@ -31,6 +31,7 @@ import pandas as pd
 
 from raymia.attacks import REGISTRY as ATTACKS
 from raymia.errors import AnalysisError, UserError
+from raymia.leakage import leakage_verdict
 from raymia.pareto import ALIASES, Objective, parse_objectives
 from raymia.results import load_results, ok_trials
 from raymia.sweep.settings import DEFAULT_OBJECTIVES
@@ -41,6 +42,7 @@ __all__ = [
     "add_tolerance",
     "attacks_in",
     "check_objectives",
+    "leakage_verdicts",
     "load_sweeps",
     "make_parser",
     "run_main",
@@ -110,6 +112,13 @@ def attacks_in(df: pd.DataFrame) -> list[str]:
         if column in df.columns and np.isfinite(pd.to_numeric(df[column])).any():
             found.append(attack)
     return found
+
+
+def leakage_verdicts(df: pd.DataFrame) -> pd.Series:
+    """Return `raymia.leakage.leakage_verdict` of every row of ``df``, on ``df``'s index."""
+    if df.empty:
+        return pd.Series(dtype=str, index=df.index)
+    return df.apply(leakage_verdict, axis=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import pandas as pd
 
 from raymia.analysis import common
 from raymia.labels import config_key, config_label
-from raymia.leakage import DETECTED, leakage_verdict
+from raymia.leakage import DETECTED
 from raymia.mechanisms import REGISTRY
 from raymia.mechanisms.registry import riders
 from raymia.results import ok_trials
@@ -97,7 +97,7 @@ def mechanism_summary(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.Data
     metrics = ["test_acc"] + [f"{a}_adv" for a in common.attacks_in(ok)] + ["adv", "dtc_adv"]
     metrics += ["adv_null_q95", "adv_excess", "dtc_adv_null_q95"]
     metrics = [m for m in metrics if m in ok.columns]
-    verdicts = ok.apply(leakage_verdict, axis=1) if len(ok) else pd.Series(dtype=str)
+    verdicts = common.leakage_verdicts(ok)
     settings = [s for s in SETTINGS if s in ok.columns and ok[s].nunique(dropna=False) > 1]
     records = ok.to_dict("records")
     keys = [config_key(r) for r in records]

@@ -32,7 +32,7 @@ from raymia.analysis.mechanisms import TOLERANCE, mechanism_summary, mechanisms_
 from raymia.analysis.pareto import plot_pareto
 from raymia.analysis.roc import plot_trial, roc_png_name
 from raymia.errors import ResultsError
-from raymia.leakage import NOT_DETECTABLE, UNKNOWN, leakage_verdict
+from raymia.leakage import NOT_DETECTABLE, UNKNOWN
 from raymia.pareto import Objective, default_reference, hypervolume_trace
 from raymia.results import ok_trials
 from raymia.tables import front_markdown, front_trials, markdown_table
@@ -139,7 +139,7 @@ def leakage_sentence(ok: pd.DataFrame) -> str:
     DtC advantage (`dtc_adv`) both lie within their permutation nulls' 95th percentiles
     (`raymia.leakage.leakage_verdict`); such trials are listed by id.
     """
-    verdicts = ok.apply(leakage_verdict, axis=1) if len(ok) else pd.Series(dtype=str)
+    verdicts = common.leakage_verdicts(ok)
     quiet = ok.loc[verdicts == NOT_DETECTABLE, "trial_id"].astype(str).tolist()
     unknown = int((verdicts == UNKNOWN).sum())
     text = (
