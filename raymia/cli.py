@@ -1,7 +1,9 @@
 """The `raymia` command line: `raymia trial` runs one trial, `raymia sweep` a search.
 
 Bad input (a typo'd key, an out-of-range strength, a missing data root, a bad flag: any
-`raymia.errors.UserError`) ends with one line on stderr and exit code 2, never a traceback.
+`raymia.errors.UserError`; an unreadable, binary or mis-encoded file; a path naming the wrong
+kind of thing; an alias bomb in YAML) ends with one line on stderr and exit code 2, never a
+traceback, and the line quotes at most a bounded part of the input.
 The parser imports nothing heavy: torch, pandas and Ray load only when a command runs, so
 `raymia --help` answers at once.
 """
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .errors import ConfigError, UsageError, UserError
+from .errors import ConfigError, UsageError, UserError, bound_quoted, one_line, show_path
 from .sweep_cli import add_sweep_parser
 
 EXIT_BAD_INPUT = 2
@@ -25,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag in one line (and exit 2) instead of usage + error."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{self.prog}: {bound_quoted(message)} (see {self.prog} --help)")
 
 
 def _positive_int(text: str) -> int:
@@ -83,9 +85,11 @@ def trial_config_from_args(args: argparse.Namespace) -> Any:
     if args.config:
         loaded = load_yaml(args.config)
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of settings at the top level")
+            raise ConfigError(
+                f"{show_path(args.config)}: expected a mapping of settings at the top level"
+            )
         data = loaded or {}
-        source = args.config
+        source = show_path(args.config)
     for flag, key in (("dataset", "dataset"), ("seed", "seed"), ("data_root", "data_root")):
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)
@@ -93,7 +97,7 @@ def trial_config_from_args(args: argparse.Namespace) -> Any:
         data["download"] = True
     data = apply_overrides(data, args.set)
     if args.config and args.set:
-        source = f"{args.config} with --set"
+        source = f"{show_path(args.config)} with --set"
     return parse_trial_config(data, source)
 
 
@@ -159,13 +163,28 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _report(message: str) -> None:
+    """Print `message` (one line) on stderr, escaping what the stream cannot encode (a path
+    or value holding undecodable bytes)."""
+    try:
+        print(message, file=sys.stderr)
+    except UnicodeEncodeError:
+        print(message.encode("ascii", "backslashreplace").decode("ascii"), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit code (2 for bad input)."""
+    """Run the command line and return its exit code: 2 for bad input (any UserError, or an
+    OSError naming a path, reported in one bounded line without a traceback)."""
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
     except UserError as err:
-        print(f"raymia: error: {err}", file=sys.stderr)
+        _report(f"raymia: error: {one_line(err)}")
+        return getattr(err, "exit_code", EXIT_BAD_INPUT)
+    except OSError as err:
+        if err.filename is None:  # not about a path the user gave: keep the traceback
+            raise
+        _report(f"raymia: error: {show_path(err.filename)}: {err.strerror or one_line(err)}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("raymia: interrupted", file=sys.stderr)

@@ -26,7 +26,7 @@ from .attacks.registry import REGISTRY as ATTACKS
 from .data import DATASETS
 from .dtc import DtcOptions, parse_tau
 from .dtc import Norm as DtcNorm
-from .errors import ConfigError
+from .errors import ConfigError, one_line, quote, read_text_file, show_path
 from .mechanisms.registry import REGISTRY as MECHANISMS
 from .mechanisms.registry import settings as mechanism_settings
 from .models import Norm as LayerNorm
@@ -173,7 +173,7 @@ class DtcSettings(_Strict):
             parse_tau(value)
         except ValueError:
             raise ValueError(
-                f"dtc.tau = {value!r}: expected 'quantile:q' or 'absolute:p', 0 < q, p < 1"
+                f"dtc.tau = {quote(value)}: expected 'quantile:q' or 'absolute:p', 0 < q, p < 1"
             ) from None
         return value
 
@@ -264,7 +264,9 @@ def _known_keys() -> str:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "--set") -> dict:
-    """Return a copy of `data` with each `KEY=VALUE` override applied (values parsed as YAML)."""
+    """Return a copy of `data` with each `KEY=VALUE` override applied (values parsed as YAML,
+    a value that is not YAML kept as its text); raise ConfigError, one line, for a malformed
+    item, an unknown key, or a value that is an alias bomb or nested too deeply."""
     import yaml
 
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
@@ -272,21 +274,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str = "-
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"{source} {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{source} {quote(item)}: expected KEY=VALUE")
         path = _key_path(key)
         if len(path) == 1 and path[0] not in TrialConfig.model_fields:
             raise ConfigError(
-                f"{source} {key}={raw}: unknown key {key!r}; expected one of: {_known_keys()}"
+                f"{source} {one_line(item, 120)}: unknown key {quote(key)}; "
+                f"expected one of: {_known_keys()}"
             )
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _yaml_document(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        except _YamlTooBig as err:
+            raise ConfigError(f"{source} {quote(key)}: the value {err}") from None
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"{source} {key}: {part!r} is not a section")
+                raise ConfigError(f"{source} {quote(key)}: {quote(part)} is not a section")
         node[path[-1]] = value
     return out
 
@@ -300,13 +305,14 @@ def describe_error(err: ValidationError, source: str) -> str:
         parent = first["loc"][:-1]
         model: type[BaseModel] = _sections()[str(parent[0])] if parent else TrialConfig
         expected = ", ".join(model.model_fields)
-        return f"{source}: unknown key {loc!r}; expected one of: {expected}"
+        return f"{source}: unknown key {quote(loc)}; expected one of: {expected}"
     msg = first["msg"]
     if kind == "value_error":
         # Our own cross-field checks already name the keys and values.
-        return f"{source}: {msg.removeprefix('Value error, ')}"
+        return f"{source}: {one_line(msg.removeprefix('Value error, '), 400)}"
     value = first.get("input")
-    return f"{source}: {loc} = {value!r}: {msg[0].lower() + msg[1:]}"
+    expected = one_line(msg[0].lower() + msg[1:], 300)
+    return f"{source}: {one_line(loc, 120)} = {quote(value)}: {expected}"
 
 
 def parse_trial_config(data: dict[str, Any] | None, source: str = "config") -> TrialConfig:
@@ -317,22 +323,111 @@ def parse_trial_config(data: dict[str, Any] | None, source: str = "config") -> T
         raise ConfigError(describe_error(err, source)) from None
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Return the parsed YAML document at `path`, or raise ConfigError naming the file."""
+#: The most values a YAML document may hold, each alias (*name) counting as the values it
+#: repeats: far above any space or trial config (a 1 MB grid holds about 200,000), far below
+#: an alias bomb ("billion laughs") that would stall whatever walks the result.
+MAX_YAML_VALUES = 250_000
+#: The deepest nesting of lists and mappings a YAML document may have.
+MAX_YAML_DEPTH = 100
+
+
+class _YamlTooBig(Exception):
+    """A YAML document over the value or nesting budget; the message says which."""
+
+
+def _yaml_loader() -> Any:
+    """Return PyYAML's safe loader, libyaml's where installed (same constructor, faster)."""
     import yaml
 
-    path = Path(path)
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_yaml_events(text: str, loader: Any) -> None:
+    """Raise _YamlTooBig when the YAML in `text` nests deeper than `MAX_YAML_DEPTH` or holds
+    more than `MAX_YAML_VALUES` values with its aliases expanded, or an alias that refers to
+    a value containing it. Reads the parser's events once, keeping only the expanded size of
+    each anchor: nothing is built, so an alias bomb is refused in microseconds. Malformed
+    YAML raises the parser's yaml.YAMLError."""
+    import yaml
+
+    sizes: dict[str, int] = {}  # anchor -> values it stands for
+    frames: list[list[Any]] = [[None, 0]]  # open collections: [anchor, values so far]
+    total = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(frames) > MAX_YAML_DEPTH:
+                raise _YamlTooBig(
+                    f"nests lists or mappings more than {MAX_YAML_DEPTH} deep; "
+                    "expected a settings file"
+                )
+            frames.append([event.anchor, 1])
+            total += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = frames.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            frames[-1][1] += size
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+            frames[-1][1] += 1
+            total += 1
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in sizes:
+                frames[-1][1] += sizes[event.anchor]
+                total += sizes[event.anchor]
+            elif any(frame[0] == event.anchor for frame in frames):
+                raise _YamlTooBig("holds a value that contains itself through an alias")
+            # an undefined alias: the composer reports it as malformed YAML
+        if total > MAX_YAML_VALUES:
+            raise _YamlTooBig(
+                f"holds more than {MAX_YAML_VALUES} values (an alias, *name, counting as "
+                "the values it repeats); expected a settings file"
+            )
+
+
+def _yaml_document(text: str) -> Any:
+    """Return the one YAML document in `text` (None when it holds none), built only after
+    `_check_yaml_events` passes it. Raises yaml.YAMLError (malformed) or _YamlTooBig."""
+    import yaml
+
+    loader = _yaml_loader()
+    _check_yaml_events(text, loader)
+    return yaml.load(text, Loader=loader)  # a safe loader: plain data only
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Return the YAML document in `text` (None when it holds none), parsed safely.
+
+    Raises ConfigError, one line naming `source`, for malformed YAML and for a document that
+    nests deeper than `MAX_YAML_DEPTH`, holds a value containing itself through an alias, or
+    holds more than `MAX_YAML_VALUES` values once its aliases are expanded (an alias bomb):
+    such a document is refused from the parser's events, before any value is built.
+    """
+    import yaml
+
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        return yaml.safe_load(text)
+        return _yaml_document(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}:{where}: malformed YAML: {problem}") from None
+        raise ConfigError(f"{source}:{where}: malformed YAML: {one_line(problem, 200)}") from None
+    except _YamlTooBig as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Return the parsed YAML document at `path`, or raise ConfigError, one line naming the
+    file, when it cannot be read (missing, a directory, unreadable, larger than 1 MB, binary,
+    not UTF-8), is malformed, holds no document (empty, or comments only), or is an alias
+    bomb or nested too deeply (`parse_yaml`)."""
+    shown = show_path(path)
+    text = read_text_file(path, ConfigError, what="YAML file")
+    data = parse_yaml(text, shown)
+    if data is None:
+        raise ConfigError(f"{shown}: holds no settings (empty); expected a YAML mapping")
+    return data
 
 
 def __getattr__(name: str) -> Any:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, quote
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,11 @@ def _load_torchvision(name: str, data_root: str | None, download: bool) -> Pool:
     if data_root is None:
         raise DataError(f"data set {name!r} needs --data-root DIR (add --download to fetch it)")
     root = Path(data_root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data root {quote(str(root), 160)}: is a file, not a directory")
     if not root.is_dir() and not download:
         raise DataError(
-            f"data root {str(root)!r} does not exist; create it with the data set in "
+            f"data root {quote(str(root), 160)} does not exist; create it with the data set in "
             f"torchvision's layout, or pass --download to fetch {name} into it"
         )
     cls = {

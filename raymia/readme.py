@@ -7,13 +7,13 @@ them in place and ``--check`` exits 1 when they differ from the registries (a te
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
 from .attacks import REGISTRY as ATTACKS
 from .data import DATASETS
+from .errors import UsageError, UserError, one_line, read_text_file
 from .mechanisms import REGISTRY as MECHANISMS
 from .mechanisms.base import Mechanism
 from .tables import markdown_table
@@ -103,18 +103,27 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or, with --check, compare) the README's generated tables; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m raymia.readme", description=__doc__)
+    from .cli import _Parser  # a bad flag: one line, as in `raymia`
+
+    parser = _Parser(prog="python -m raymia.readme", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if the README is stale")
     parser.add_argument("--file", type=Path, default=README, help="the README to update")
-    args = parser.parse_args(argv)
-    text = args.file.read_text()
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(f"{args.file}: generated tables are stale; run python -m raymia.readme")
-            return 1
-        return 0
-    args.file.write_text(new)
+    try:
+        args = parser.parse_args(argv)
+        text = read_text_file(args.file, UsageError, what="Markdown file")
+        new = render(text)
+        if args.check:
+            if new != text:
+                print(f"{args.file}: generated tables are stale; run python -m raymia.readme")
+                return 1
+            return 0
+        args.file.write_text(new)
+    except UserError as err:
+        print(f"python -m raymia.readme: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the README cannot be written
+        print(f"python -m raymia.readme: error: {args.file}: {err.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -345,7 +345,13 @@ def _parts(out: Path) -> list[tuple[int, Path]]:
     try:
         names = os.listdir(out / PARTS_DIR)
     except (FileNotFoundError, NotADirectoryError):
+        if (out / PARTS_DIR).is_file():
+            raise ResultsError(
+                f"{out / PARTS_DIR}: is a file, expected the directory of recorded rows"
+            ) from None
         return []
+    except PermissionError as exc:
+        raise ResultsError(f"{out / PARTS_DIR}: cannot read ({exc.strerror})") from None
     found = [
         (int(m.group(1)), out / PARTS_DIR / name) for name in names if (m := _PART.match(name))
     ]
@@ -506,6 +512,8 @@ def _fsync_dir(directory: Path) -> None:
 
 def _read_table(path: Path) -> pa.Table:
     """Read the Parquet file at ``path``, or raise a one-line ResultsError naming it."""
+    if path.is_dir():  # pyarrow would read a directory as a (possibly empty) dataset
+        raise ResultsError(f"{path}: is a directory, expected a Parquet file")
     try:
         table = pq.read_table(path)
     except PermissionError as exc:

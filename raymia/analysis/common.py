@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from raymia.attacks import REGISTRY as ATTACKS
-from raymia.errors import AnalysisError, UserError
+from raymia.errors import AnalysisError, UserError, bound_quoted, one_line, show_path
 from raymia.leakage import leakage_verdict
 from raymia.pareto import ALIASES, Objective, parse_objectives
 from raymia.results import load_results, ok_trials
@@ -193,7 +193,7 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors raise AnalysisError (one line, exit 2 via run_main)."""
 
     def error(self, message: str) -> NoReturn:
-        raise AnalysisError(f"{message} (see {self.prog} --help)")
+        raise AnalysisError(f"{bound_quoted(message)} (see {self.prog} --help)")
 
 
 def _help_text(doc: str) -> str:
@@ -268,9 +268,9 @@ def run_main(main: Callable[[list[str]], int], argv: Sequence[str] | None = None
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except UserError as err:
-        message = " ".join(str(err).split())
+        message = one_line(err)
     except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        message = f"{where}{err.strerror or err}"
+        where = f"{show_path(err.filename)}: " if err.filename else ""
+        message = f"{where}{err.strerror or one_line(err)}"
     print(f"analysis: error: {message}", file=sys.stderr)
     return 2

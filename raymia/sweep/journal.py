@@ -42,6 +42,7 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
     path = out_dir / JOURNAL_FILE
     if not path.exists():
         return
+    _check_records(path)  # damage is refused before a torn last line is cut off
     dropped = repair_torn_line(path)
     if dropped:
         print(
@@ -49,14 +50,6 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
             "last run did not finish); its trial runs again",
             file=sys.stderr,
         )
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            try:
-                json.loads(line)
-            except ValueError:
-                raise ConfigError(
-                    f"{path}: damaged Optuna journal (line {number} is not a JSON record)"
-                ) from None
     try:
         study = optuna.load_study(
             study_name=STUDY_NAME, storage=JournalStorage(JournalFileBackend(str(path)))
@@ -70,6 +63,28 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
             f"{path}: Optuna journal knows {finished} finished trials but trials.parquet has "
             f"{finished_rows} rows; the journal looks truncated"
         )
+
+
+def _check_records(path: Path) -> None:
+    """Raise ConfigError naming the file unless it is a readable file whose every whole line
+    is a JSON record, a last line without a newline (a torn write, which `repair_torn_line`
+    then cuts off) being the start of one after at least one whole record. Nothing is changed:
+    a file that is no journal is refused as it is."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected the Optuna journal file")
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.endswith(b"\n") and number > 1 and line.startswith(b"{"):
+                    continue  # a torn last record
+                try:
+                    json.loads(line)
+                except (ValueError, RecursionError):
+                    raise ConfigError(
+                        f"{path}: damaged Optuna journal (line {number} is not a JSON record)"
+                    ) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
 
 
 def repair_torn_line(path: Path) -> int:
