@@ -16,13 +16,21 @@ from torch import nn
 from . import metrics
 from .attacks import REGISTRY as ATTACKS
 from .attacks import score_all
-from .attacks.reference import reference_model_count, reference_rows, train_reference_models
+from .attacks.reference import (
+    offline_reference_set,
+    online_model_count,
+    reference_model_count,
+    reference_rows,
+    train_online_models,
+    train_reference_models,
+)
 from .config import TrialConfig
 from .data import Split, Splits
 from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
 from .models import fuse_for_inference
 from .outputs import true_class_margin
+from .privacy_audit import epsilon_columns
 
 
 @dataclass(frozen=True)
@@ -116,8 +124,28 @@ def measure_privacy(
     model = fuse_for_inference(model)
     evaluation = balanced_evaluation(members, splits.non_members, config.seed)
     reference_models, shadow_scores, shadow_is_member = _reference_scores(config, splits, device)
+    sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
+    offline = (
+        offline_reference_set(reference_models, splits.reference, seed=config.seed, **sizes)
+        if reference_models
+        else None
+    )
+    online = None
+    if k_online := online_model_count(options):
+        scored = Split(evaluation.x, evaluation.y, evaluation.indices)
+        online = train_online_models(
+            config, splits.info, scored, splits.reference, k_online, device, **sizes
+        )
     scores = score_all(
-        model, evaluation.x, evaluation.y, options, config.seed, reference_models=reference_models
+        model,
+        evaluation.x,
+        evaluation.y,
+        options,
+        config.seed,
+        reference_models=reference_models,
+        offline=offline,
+        online=online,
+        flip=splits.info.flip,
     )
 
     columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
@@ -140,6 +168,8 @@ def measure_privacy(
             columns.update(extra(model, members, values, evaluation.is_member))
     columns["adv"] = max(columns[f"{name}_adv"] for name in scores)
     columns.update(_best_attack_null(scores, evaluation.is_member, options, config.seed))
+    delta = config.mechanisms.dp_delta
+    columns.update(epsilon_columns(scores, evaluation.is_member, delta, config.seed))
 
     per_sample: dict[str, np.ndarray] = {
         "sample_index": evaluation.indices,

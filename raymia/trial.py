@@ -14,10 +14,11 @@ import torch
 
 from . import __version__
 from .attacks import REGISTRY as ATTACKS
-from .attacks.reference import reference_model_count
+from .attacks.reference import online_model_count, reference_model_count
 from .config import TrialConfig, parse_trial_config
 from .data import Pool, Splits, check_reference_size, load_splits, split_pool
 from .measure import measure_privacy
+from .privacy_audit import OBJECTIVE_COLUMNS
 from .train import accuracy, resolve_device, train_model
 
 # The row's own columns an objective may name, beside each attack's `Attack.columns()`.
@@ -27,8 +28,8 @@ _OBJECTIVES = ("test_acc", "train_acc", "adv", "adv_excess", "dtc_adv", "dtc_auc
 def objective_columns() -> frozenset[str]:
     """Return the result columns a sweep may optimize: accuracies, the best attack's and
     DtC's advantage (and their excess over the null), DtC's AUC, and each registered attack's
-    advantage, AUC and own columns (`loss_yeom_adv`)."""
-    return frozenset(_OBJECTIVES).union(*(a.columns() for a in ATTACKS.values()))
+    advantage, AUC and own columns (`loss_yeom_adv`), and the empirical epsilon `eps_lb`."""
+    return frozenset(_OBJECTIVES).union(OBJECTIVE_COLUMNS, *(a.columns() for a in ATTACKS.values()))
 
 
 def resolve_splits(config: TrialConfig, data: Splits | Pool | None = None) -> Splits:
@@ -103,6 +104,7 @@ def run_trial(
     if threads:
         torch.set_num_threads(threads)
     splits = resolve_splits(config, data)
+    online_model_count(config.attacks)  # refuses 1 before training the target
     if reference_model_count(config.attacks):
         # Fail before training the target, not after it.
         check_reference_size(len(splits.reference), len(splits.members), len(splits.held_out))

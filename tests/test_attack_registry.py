@@ -15,12 +15,27 @@ from raymia.config import ConfigError, attack_options_model, parse_trial_config
 from raymia.registry import Setting
 from raymia.trial import objective_columns
 
-BUILT_IN = ("loss", "merlin", "confidence", "entropy", "modified_entropy", "lira")
+BUILT_IN = (
+    "loss",
+    "merlin",
+    "confidence",
+    "entropy",
+    "modified_entropy",
+    "lira",
+    "lira_online",
+    "rmia",
+    "rmia_online",
+)
 
 
 def test_the_registry_lists_the_built_in_attacks_in_column_order():
     assert tuple(REGISTRY) == BUILT_IN
-    assert [a.name for a in REGISTRY.values() if a.needs_reference_models] == ["lira"]
+    assert [a.name for a in REGISTRY.values() if a.needs_reference_models] == [
+        "lira",
+        "lira_online",
+        "rmia",
+        "rmia_online",
+    ]
     assert all((a.from_logits is None) != (a.score is None) for a in REGISTRY.values())
 
 
@@ -111,7 +126,7 @@ def test_an_attack_registered_at_runtime_is_scored_configured_and_optimizable(to
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     x, y = torch.randn(6, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
     scores = score_all(model, x, y, options, seed=0)
-    assert list(scores) == ["toy_noisy", *BUILT_IN[:-1], "toy_top"]
+    assert list(scores) == ["toy_noisy", *BUILT_IN[:5], "toy_top"]  # no reference models
     np.testing.assert_allclose(scores["toy_top"], model(x).max(dim=1).values.detach())
     assert {"toy_top_adv", "toy_noisy_auc"} <= objective_columns()
     unregister("toy_top")

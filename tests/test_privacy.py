@@ -30,7 +30,8 @@ def test_memorizing_target_leaks_to_the_loss_attack(memorizing_row):
     assert row["loss_adv"] > row["loss_adv_null_q95"] and row["loss_adv_p"] < 0.05
     assert row["loss_adv_lo"] <= row["loss_adv"] <= row["loss_adv_hi"]
     assert row["adv"] == max(
-        row[f"{a}_adv"] for a in ("loss", "merlin", "confidence", "entropy", "modified_entropy")
+        row[f"{a}_adv"]
+        for a in ("loss", "merlin", "confidence", "entropy", "modified_entropy", "rmia")
     )
     # calibrated on a shadow model's data: real, and no better than the optimistic bound
     assert row["loss_adv_calibrated"] <= row["loss_adv"] + 1e-9

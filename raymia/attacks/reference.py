@@ -1,7 +1,10 @@
 """Reference (shadow) models: trained like the target on the attacker's reference data.
 
-The first doubles as the shadow model whose scores calibrate the attacks' thresholds; LiRA
-uses all of them. None of them sees a member or non-member of the target.
+Offline models (:func:`train_reference_models`): the first doubles as the shadow model whose
+scores calibrate the attacks' thresholds; offline LiRA and RMIA use all of them. None of them
+sees a member or non-member of the target. Online models (:func:`train_online_models`), only
+when an online attack asks for them: each trains on a random half of the scored samples and
+some reference data, every scored sample IN for half of the models, with the IN-mask recorded.
 """
 
 from __future__ import annotations
@@ -13,24 +16,54 @@ import torch
 from torch import nn
 
 from ..config import TrialConfig
-from ..data import DatasetInfo, Split, check_reference_size
+from ..data import MIN_CALIBRATION, DatasetInfo, Split, check_reference_size
+from ..errors import ConfigError, DataError
 from ..train import train_model
-from .registry import REGISTRY
+from .registry import REGISTRY, ReferenceSet
 
-__all__ = ["reference_model_count", "reference_rows", "train_reference_models"]
+__all__ = [
+    "offline_reference_set",
+    "online_model_count",
+    "online_rows",
+    "reference_model_count",
+    "reference_rows",
+    "train_online_models",
+    "train_reference_models",
+]
 
 # Reference model i trains with seed_offset 100 + 2 i: clear of the target (0) and its
 # distillation teacher (1), and the stride 2 keeps each model's own teacher (offset + 1) from
 # sharing its seed with the next reference model.
 _REFERENCE_SEED_OFFSET = 100
 _REFERENCE_SEED_STRIDE = 2
+# Online model i: seed_offset 1000 + 2 i, clear of 256 offline models (100 .. 611).
+_ONLINE_SEED_OFFSET = 1000
 
 
 def reference_model_count(options: Any) -> int:
-    """Return how many reference models a trial trains: as many as the attacks that need them
-    ask for (LiRA's lira_reference_models), and at least one for shadow calibration."""
-    wanted = [getattr(options, a.reference_models) for a in REGISTRY.values() if a.reference_models]
+    """Return how many offline reference models a trial trains: as many as the attacks that
+    need them ask for (LiRA's lira_reference_models), and at least one for shadow calibration.
+    Offline RMIA trains none of its own: it reuses these."""
+    wanted = [
+        getattr(options, a.reference_models)
+        for a in REGISTRY.values()
+        if a.reference_models and a.reference_kind == "offline"
+    ]
     return max([*wanted, 1 if options.shadow_calibration else 0])
+
+
+def online_model_count(options: Any) -> int:
+    """Return how many online reference models a trial trains: the largest count the online
+    attacks ask for (`online_models`; 0 = none). Raises ConfigError for 1: every scored sample
+    needs an IN and an OUT model."""
+    wanted = [getattr(options, a.reference_models) for a in REGISTRY.values() if a.online]
+    k = max([0, *wanted])
+    if k == 1:
+        raise ConfigError(
+            "attacks.online_models = 1: online attacks need at least 2 models (every scored "
+            "sample IN for half of them); use 0 (off) or >= 2"
+        )
+    return k
 
 
 def reference_rows(
@@ -92,3 +125,111 @@ def train_reference_models(
         )
         models.append(result.model.eval())
     return models
+
+
+def offline_reference_set(
+    models: list[nn.Module], reference: Split, n_trained: int, n_held_out: int, seed: int
+) -> ReferenceSet:
+    """Return the offline reference models as a ReferenceSet over the whole reference split:
+    per model the rows it trained on (`population_trained`) and those it never trained, stopped
+    or regularized on (`population_out`), as :func:`reference_rows` drew them."""
+    n, k = len(reference), len(models)
+    trained = np.zeros((k, n), dtype=bool)
+    out = np.zeros((k, n), dtype=bool)
+    for i, (rows, _held_out, calibration) in enumerate(
+        reference_rows(n, n_trained, n_held_out, k, seed)
+    ):
+        trained[i, rows] = True
+        out[i, calibration] = True
+    return ReferenceSet(
+        models=tuple(models),
+        population=reference,
+        population_out=out,
+        population_trained=trained,
+        seed=seed,
+    )
+
+
+def online_rows(
+    n_scored: int, n_reference: int, n_trained: int, n_held_out: int, k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the online design: (pool reference rows, held-out rows, population rows, IN-mask).
+
+    The pool is the n_scored scored samples followed by as many reference rows as make it
+    2 n_trained long (none when the scored samples alone reach that), so that a model trained
+    on half of it trains on about as many samples as the target. The IN-mask (k, pool) puts
+    every pool sample IN for exactly k // 2 of the models (k odd: k // 2 or k // 2 + 1, by a
+    coin), drawn by (seed); the next n_held_out reference rows are the models' shared held-out
+    slice, the rest the population no online model sees. Raises DataError when fewer than
+    :data:`raymia.data.MIN_CALIBRATION` population rows would be left.
+    """
+    extra = max(0, 2 * n_trained - n_scored)
+    need = extra + n_held_out + MIN_CALIBRATION
+    if n_reference < need:
+        raise DataError(
+            f"reference = {n_reference} is too small for online reference models: they need "
+            f"{extra} reference samples beside the {n_scored} scored ones, a held-out slice of "
+            f"{n_held_out} and {MIN_CALIBRATION} population samples = {need}"
+        )
+    rng = np.random.default_rng([seed, _ONLINE_SEED_OFFSET])
+    order = rng.permutation(n_reference)
+    pool_rows = np.sort(order[:extra])
+    held_out = np.sort(order[extra : extra + n_held_out])
+    population = np.sort(order[extra + n_held_out :])
+    size = n_scored + extra
+    ranks = np.argsort(rng.random((k, size)), axis=0)
+    quota = k // 2 + ((rng.random(size) < 0.5) if k % 2 else 0)
+    return pool_rows, held_out, population, ranks < quota
+
+
+def train_online_models(
+    config: TrialConfig,
+    info: DatasetInfo,
+    scored: Split,
+    reference: Split,
+    k: int,
+    device: torch.device | None = None,
+    *,
+    n_trained: int,
+    n_held_out: int,
+) -> ReferenceSet:
+    """Train k online reference models and return them with their IN-mask over `scored`.
+
+    Model i trains like the target (:func:`raymia.train.train_model`, the same config and
+    mechanisms, seed_offset 1000 + 2 i) on the pool samples its row of the IN-mask of
+    :func:`online_rows` selects: about half of the scored samples (members and non-members of
+    the target alike) and of a few reference samples, about n_trained in all, with a held-out
+    slice of n_held_out reference samples. The returned set's `is_in` (k, len(scored)) says
+    which model trained on which scored sample; its population, the remaining reference
+    samples, is OUT for every model. Raises DataError when the reference split is too small.
+    """
+    if k < 2:
+        raise ValueError(f"online reference models need k >= 2, got {k}")
+    pool_rows, held_rows, population, mask = online_rows(
+        len(scored), len(reference), n_trained, n_held_out, k, config.seed
+    )
+    extra = reference.take(pool_rows)
+    pool = Split(
+        torch.cat([scored.x, extra.x]),
+        torch.cat([scored.y, extra.y]),
+        np.r_[scored.indices, extra.indices],
+    )
+    held_out = reference.take(held_rows)
+    models: list[nn.Module] = []
+    for i in range(k):
+        result = train_model(
+            config,
+            info,
+            pool.take(np.flatnonzero(mask[i])),
+            held_out=held_out,
+            device=device,
+            seed_offset=_ONLINE_SEED_OFFSET + _REFERENCE_SEED_STRIDE * i,
+        )
+        models.append(result.model.eval())
+    return ReferenceSet(
+        models=tuple(models),
+        population=reference.take(population),
+        population_out=np.ones((k, len(population)), dtype=bool),
+        is_in=mask[:, : len(scored)],
+        seed=config.seed,
+    )

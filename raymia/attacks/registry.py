@@ -26,7 +26,7 @@ from ..registry import Registry, Setting
 if TYPE_CHECKING:
     from ..data import Split
 
-__all__ = ["REGISTRY", "Attack", "Target", "register", "unregister"]
+__all__ = ["REGISTRY", "Attack", "ReferenceSet", "Target", "register", "unregister"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,29 @@ class Target:
     seed: int
     batch_size: int = 1024
     reference_models: Sequence[nn.Module] = ()
+    # The offline reference models with what each saw, and the online (IN/OUT) ones.
+    offline: ReferenceSet | None = None
+    online: ReferenceSet | None = None
+    # Whether a mirror image keeps the label (the data set's `flip`): augmented queries.
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Reference models and what each trained on, for the attacks that compare against them.
+
+    `is_in` (K, N): model k trained on scored sample n (online models; None offline, where no
+    model saw a scored sample). `population` holds samples the target never saw;
+    `population_out` (K, M) marks the models that never trained, stopped or regularized on
+    each, `population_trained` (K, M) those that trained on it (None: none did).
+    """
+
+    models: tuple[nn.Module, ...]
+    population: Split
+    population_out: np.ndarray
+    population_trained: np.ndarray | None = None
+    is_in: np.ndarray | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,15 +87,33 @@ class Attack:
     reference_models: str | None = None
     extra_columns: tuple[str, ...] = ()
     extra: Callable[[nn.Module, Split, np.ndarray, np.ndarray], dict[str, Any]] | None = None
+    # Which reference models: "offline" (its option counts the models the trial trains for
+    # it), "reuse" (it runs on the offline models trained for others, the shadow and LiRA's;
+    # its option switches it on) or "online" (models trained on halves of a population
+    # holding the scored samples; its option may be another attack's).
+    reference_kind: str = "offline"
 
     def __post_init__(self) -> None:
         if (self.from_logits is None) == (self.score is None):
             raise ValueError(f"attack {self.name!r}: give exactly one of from_logits and score")
-        if self.reference_models is not None and self.reference_models not in self.options:
+        if self.reference_kind not in ("offline", "reuse", "online"):
+            raise ValueError(
+                f"attack {self.name!r}: unknown reference_kind {self.reference_kind!r}"
+            )
+        if (
+            self.reference_models is not None
+            and self.reference_models not in self.options
+            and self.reference_kind != "online"
+        ):
             raise ValueError(
                 f"attack {self.name!r}: reference_models names {self.reference_models!r}, "
                 "which is not one of its options"
             )
+
+    @property
+    def online(self) -> bool:
+        """True when the attack needs online (IN and OUT) reference models."""
+        return self.reference_kind == "online"
 
     @property
     def needs_reference_models(self) -> bool:
@@ -93,6 +134,12 @@ def register(attack: Attack) -> Attack:
     taken = {option for other in REGISTRY.values() for option in other.options}
     if clash := taken & set(attack.options):
         raise ValueError(f"attack {attack.name!r}: options {sorted(clash)} are taken")
+    count = attack.reference_models
+    if count is not None and count not in taken | set(attack.options):
+        raise ValueError(
+            f"attack {attack.name!r}: reference_models names {count!r}, which is no "
+            "registered attack's option"
+        )
     return REGISTRY.add(attack.name, attack)
 
 

@@ -11,17 +11,28 @@ import torch
 from torch import nn
 
 from ..outputs import ArrayLike, chunked
-from .registry import REGISTRY, Attack, Target
+from .registry import REGISTRY, Attack, ReferenceSet, Target
 
 __all__ = ["score_all", "scores_from_logits"]
 
 
-def _runs(attack: Attack, options: Any, reference_models: Sequence[nn.Module] | None) -> bool:
+def _runs(
+    attack: Attack,
+    options: Any,
+    reference_models: Sequence[nn.Module] | None,
+    online: ReferenceSet | None = None,
+) -> bool:
     """True when the attack runs: always, or with reference models when they are given and
-    its option asks for some."""
+    its option asks for some (online attacks: online reference models)."""
     if not attack.needs_reference_models:
         return True
-    return reference_models is not None and getattr(options, str(attack.reference_models)) > 0
+    if attack.online:
+        given = online is not None
+    elif attack.reference_kind == "reuse":
+        given = bool(reference_models)
+    else:
+        given = reference_models is not None
+    return given and getattr(options, str(attack.reference_models)) > 0
 
 
 def scores_from_logits(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -37,15 +48,24 @@ def score_all(
     seed: int,
     batch_size: int = 1024,
     reference_models: Sequence[nn.Module] | None = None,
+    *,
+    offline: ReferenceSet | None = None,
+    online: ReferenceSet | None = None,
+    flip: bool = False,
 ) -> dict[str, np.ndarray]:
     """Return each attack's scores on (x, y), keyed by name in registry order.
 
     Every attack runs that does not need reference models; one that does runs when
     `reference_models` are given and its option asks for some (LiRA: lira_reference_models
-    > 0). `options` are the trial's `AttackOptions`; `seed` seeds any randomness (Merlin's
-    noise). Each value is a float64 array of shape (N,).
+    > 0). `offline` carries those models with the reference data they saw (RMIA needs it),
+    `online` the online reference models (the online attacks run with them); `flip` says
+    whether mirror images keep their class (augmented queries). `options` are the trial's
+    `AttackOptions`; `seed` seeds any randomness (Merlin's noise). Each value is a float64
+    array of shape (N,).
     """
-    chosen = [a for a in REGISTRY.values() if _runs(a, options, reference_models)]
+    if reference_models is None and offline is not None:
+        reference_models = offline.models
+    chosen = [a for a in REGISTRY.values() if _runs(a, options, reference_models, online)]
     from_logits = [a for a in chosen if a.from_logits is not None]
 
     def chunk_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,5 +80,8 @@ def score_all(
         seed,
         batch_size,
         tuple(reference_models or ()),
+        offline=offline,
+        online=online,
+        flip=flip,
     )
     return {a.name: found[a.name] if a.from_logits else a.score(target) for a in chosen}  # type: ignore[misc]
