@@ -40,11 +40,15 @@ from common import TRIAL, alternating_runs, scratch, write_search_space
 
 from raymia.data import load_pool
 from raymia.pareto import default_reference, hypervolume, parse_objectives
-from raymia.sweep.run import run_sweep
+from raymia.space import load_space
+from raymia.sweep.run import make_sampler, run_sweep
 from raymia.sweep.settings import SweepSettings
 from raymia.trial import run_trial
 
 OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
+# NSGA-II on both sides, its population sized to the budget as raymia sizes it: a sampler whose
+# draws do not depend on which trial finished first, so both tools search the same points
+SAMPLER = ("optuna", "nsga2")
 NAMES = ["augment", "dropout", "label_smoothing", "weight_decay"]
 
 
@@ -82,28 +86,32 @@ class SeededNSGAII(optuna.samplers.NSGAIISampler):
 def optuna_alone(n: int, seed: int, settings: dict) -> Run:
     pool = load_pool("digits")
     draws = threading.Lock()
+    with scratch() as tmp:
+        space = load_space(write_search_space(tmp / "space.yaml", settings))
 
     def objective(trial: optuna.Trial) -> tuple[float, float, float]:
-        # the names and order raymia's Tune space gives Optuna, so the draws match
+        # raymia's own define-by-run draw (names, order, on/off switches), so the draws match
         with draws:
-            mechanisms = {
-                "augment": trial.suggest_int("mechanisms/augment", 0, 1),
-                "dropout": trial.suggest_float("mechanisms/dropout", 0.0, 0.5),
-                "label_smoothing": trial.suggest_float("mechanisms/label_smoothing", 0.0, 0.3),
-                "weight_decay": trial.suggest_float("mechanisms/weight_decay", 1e-5, 0.1, log=True),
-            }
+            mechanisms = space.draw(trial)
+        trial.set_user_attr("mechanisms", mechanisms)
         row = run_trial({**settings, "mechanisms": mechanisms}, pool, threads=1)
         return row["test_acc"], row["adv"], row["dtc_adv"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         directions=["maximize", "minimize", "minimize"],
-        sampler=SeededNSGAII(seed=seed),
+        sampler=SeededNSGAII(
+            seed=seed, population_size=make_sampler(*SAMPLER, n, seed)._population_size
+        ),
     )
     called = time.time()
     study.optimize(objective, n_trials=n, n_jobs=2)
     elapsed = time.time() - called
-    results = {_key(t.params): tuple(t.values) for t in study.trials if t.values is not None}
+    results = {
+        _key({f"mechanisms/{k}": v for k, v in t.user_attrs["mechanisms"].items()}): tuple(t.values)
+        for t in study.trials
+        if t.values is not None
+    }
     first = min(t.datetime_start.timestamp() for t in study.trials) - called
     trial_s = float(np.mean([t.duration.total_seconds() for t in study.trials]))
     return Run(n / elapsed * 60, results, trial_s, first)
@@ -119,6 +127,7 @@ def raymia_sweep(n: int, seed: int, trial: dict) -> Run:
             cpus_per_trial=1,
             max_concurrent=2,
             sampler_seed=seed,
+            sampler="nsga2",
         )
         called = time.time()
         df = run_sweep(settings)

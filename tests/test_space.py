@@ -68,9 +68,9 @@ def test_a_bad_space_is_one_line_naming_file_and_key(tmp_path, body, needle):
     assert needle in _refused(tmp_path, body)
 
 
-def test_a_searched_dp_sgd_may_sit_beside_what_it_switches_off(tmp_path):
-    """Fixed together they are refused (above); searched, the sweep's trials that draw DP-SGD
-    on switch the clashing mechanism off."""
+def test_a_searched_dp_sgd_may_sit_beside_what_it_cannot_run_with(tmp_path):
+    """Fixed together they are refused (above); with one searched, a trial never draws what
+    cannot run beside what is on (tests/test_search.py)."""
     space = _load(tmp_path, "mechanisms:\n  mixup: {choice: [0.0, 0.2]}\n  dp_noise: 1.0\n")
     assert space.mechanisms["dp_noise"] == ("fixed", 1.0)
 

@@ -271,10 +271,10 @@ def test_excess_objective_needs_the_null(tmp_path):
 
 
 def nan_trainable(params, pool=None):
-    """A millisecond trial: NaN accuracy for dropout 0.1, finite objectives otherwise."""
+    """A millisecond trial: NaN accuracy for dropout 0.2, finite objectives otherwise."""
     from ray import tune
 
-    nan = params["mechanisms"]["dropout"] == 0.1
+    nan = params["mechanisms"]["dropout"] == 0.2
     tune.report(
         {
             "status": "ok",
@@ -302,10 +302,10 @@ def test_a_nan_objective_fails_in_optuna_the_sweep_resumes_no_tune_files_per_tri
     out = tmp_path / "nan"
     settings = SweepSettings(space=str(space), out=str(out), samples=6, max_concurrent=2)
     df = run_sweep(settings)
-    assert len(df) == 6 and (df["dropout"] == 0.1).any(), "the seeded sampler drew a NaN"
+    assert len(df) == 6 and (df["dropout"] == 0.2).any(), "the seeded sampler drew a NaN"
     storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
     states = [t.state.name for t in optuna.load_study(study_name="raymia", storage=storage).trials]
-    assert "RUNNING" not in states and states.count("FAIL") == (df["dropout"] == 0.1).sum()
+    assert "RUNNING" not in states and states.count("FAIL") == (df["dropout"] == 0.2).sum()
     # the resume accepts the journal (a RUNNING trial used to read as a truncated journal)
     assert len(run_sweep(settings, resume=True)) == 6
     # Tune's per-trial loggers are off: no file of Tune's per trial, whatever the sweep's size

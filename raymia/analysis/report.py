@@ -12,6 +12,8 @@ Writes ``DIR/report.md`` and its figures under ``DIR/figures/``:
 - ``hypervolume.png``: the hypervolume of the front after each completed trial, in the
   order they finished (`raymia.pareto.hypervolume_trace` against `default_reference`), and
   a sentence on whether the search has flattened (see `convergence_sentence`);
+- which mechanisms matter: each searched mechanism's importance for each objective and the
+  front's configurations by their active mechanisms (`raymia.importance`);
 - the mechanism table (`analysis.mechanisms`);
 - ``roc-<trial>.png`` for the first ``--max-roc`` front trials (`analysis.roc`);
 - the failed or diverged trials with their errors.
@@ -31,7 +33,13 @@ from raymia.analysis import common
 from raymia.analysis.mechanisms import TOLERANCE, mechanism_summary, mechanisms_markdown
 from raymia.analysis.pareto import plot_pareto
 from raymia.analysis.roc import plot_trial, roc_png_name
-from raymia.errors import ResultsError
+from raymia.errors import ConfigError, ResultsError
+from raymia.importance import (
+    front_configurations,
+    front_mechanism_sets,
+    front_mechanism_sets_markdown,
+    importance_summary,
+)
 from raymia.leakage import NOT_DETECTABLE, UNKNOWN
 from raymia.pareto import Objective, default_reference, hypervolume_trace
 from raymia.results import ok_trials
@@ -154,6 +162,35 @@ def leakage_sentence(ok: pd.DataFrame) -> str:
     return text
 
 
+def which_mechanisms_matter(
+    sweep_dir: Path, df: pd.DataFrame, objectives: list[Objective]
+) -> list[str]:
+    """Return the report's lines on which mechanisms matter: the importance of each searched
+    mechanism for each objective (`raymia.importance.importance_summary`, with the domains of
+    the sweep's ``space.yaml`` when it loads) and the front's configurations grouped by the
+    set of mechanisms they switch on."""
+    from raymia.space import load_space
+    from raymia.sweep.settings import SPACE_FILE
+
+    try:
+        space = load_space(sweep_dir / SPACE_FILE)
+    except (ConfigError, OSError):  # no readable copy: the rows' own ranges serve
+        space = None
+    front = front_configurations(df, objectives)
+    few = int((front["n_on"] <= 2).sum())
+    return [
+        "## Which mechanisms matter",
+        "",
+        importance_summary(df, objectives, space),
+        "",
+        f"The front's {len(front)} configurations by the mechanisms they switch on ({few} with "
+        "at most two):",
+        "",
+        front_mechanism_sets_markdown(front_mechanism_sets(front)),
+        "",
+    ]
+
+
 def _failures_markdown(df: pd.DataFrame) -> str:
     failed = df[df["status"] != "ok"]
     if failed.empty:
@@ -235,6 +272,7 @@ def write_report(
             "",
         ]
 
+    lines += which_mechanisms_matter(sweep_dir, df, objectives)
     summary = mechanism_summary(df, tolerance)
     lines += [
         "## Mechanisms",
