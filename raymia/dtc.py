@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import deadline
 from .metrics import advantage, auc, null_advantage
 from .outputs import device_dtype, eval_mode, margin, wide
 
@@ -415,6 +416,7 @@ def _pgd_batched(
     grad0_out = torch.empty_like(x) if grad0 is None else grad0
     eps_all = torch.as_tensor(radii, device=x.device).to(x.dtype)
     for start in range(0, n, options.batch_size):
+        deadline.check()  # a sweep's --trial-timeout ends a slow trial within one PGD batch
         stop = min(n, start + options.batch_size)
         idx = torch.arange(start, stop, device=x.device)
         xa, ya, eps = x[start:stop], y[start:stop], eps_all[start:stop]
@@ -483,6 +485,7 @@ def _pgd_one(
     eps = torch.tensor([radius], dtype=torch.float64, device=x.device).to(x.dtype)
     alpha = _step_sizes(eps, options)
     d = torch.zeros_like(x)
+    deadline.check()
     for step in range(options.pgd_steps + 1):
         inp = (x + d).requires_grad_(True)
         with torch.enable_grad():

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, show_path
 from .sweep.settings import (
     DEFAULT_OBJECTIVES,
     SAMPLERS,
@@ -73,6 +73,13 @@ def add_sweep_parser(subparsers: Any) -> None:
     p.add_argument("--gpus-per-trial", type=_float, metavar="G", help="may be fractional")
     p.add_argument("--max-concurrent", type=int, metavar="K")
     p.add_argument(
+        "--trial-timeout",
+        type=_float,
+        metavar="SECONDS",
+        help="end a trial that runs longer as a `timeout` row "
+        f"(default {_default('trial_timeout'):g})",
+    )
+    p.add_argument(
         "--address",
         help="join a running Ray cluster from one of its nodes: auto or HOST:PORT "
         "(not ray://: submit the sweep with `ray job submit` instead)",
@@ -95,13 +102,21 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
             flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
             raise ConfigError(
                 f"--resume {out}: {flags} cannot change on resume (the sweep keeps the "
-                f"settings in {out / SETTINGS_FILE}); only --address can be given"
+                f"settings in {out / SETTINGS_FILE}); only --address and --trial-timeout "
+                "can be given"
             )
-        if not out.is_dir():
-            raise ConfigError(f"--resume {out}: no such directory")
-        settings = load_settings(out)
+        from .storage import is_uri, open_sweep
+
+        if not is_uri(args.resume) and not out.is_dir():
+            kind = "is a file, not a sweep directory" if out.exists() else "no such directory"
+            raise ConfigError(f"--resume {show_path(out)}: {kind}")
+        settings = load_settings(open_sweep(args.resume, resume=True)[0])
+        if is_uri(args.resume):  # the staging copy was read; the sweep lives at the URI
+            settings.out = args.resume
         if args.address:
             settings.address = args.address
+        if args.trial_timeout is not None:
+            settings.trial_timeout = args.trial_timeout
         return settings, True
     space_path = Path(args.space) if args.space else shipped_space("frontier")
     from_space = load_space(space_path).sweep
@@ -113,6 +128,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
             chosen[name] = value
     if args.sampler_seed is not None:
         chosen["sampler_seed"] = args.sampler_seed
+    if args.trial_timeout is not None:
+        chosen["trial_timeout"] = args.trial_timeout
     settings = SweepSettings(
         space=str(space_path), out=args.out or default_out(), address=args.address, **chosen
     )
@@ -133,6 +150,23 @@ def no_trial_completed(df: Any) -> str | None:
     )
 
 
+def mechanisms_that_matter(df: Any, settings: SweepSettings) -> str:
+    """Return the importance of each searched mechanism for each objective as a table, or one
+    line saying why there is none (`raymia.importance.importance_summary`)."""
+    from .importance import importance_summary
+    from .space import load_space
+    from .sweep.settings import SPACE_FILE
+
+    try:
+        space = load_space(Path(settings.out) / SPACE_FILE)
+    except (ConfigError, OSError):  # the importance falls back to the ranges the rows show
+        space = None
+    try:
+        return importance_summary(df, settings.objective_list(), space)
+    except Exception as err:  # noqa: BLE001 - the rows are saved; this summary is an extra
+        return f"(no importance table: {type(err).__name__}: {err})"
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep the flags describe; print the Pareto front at the end."""
     settings, resume = settings_from_args(args)
@@ -141,12 +175,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .tables import front_table
 
     started = time.perf_counter()
-    df = run_sweep(settings, resume=resume)
+    try:
+        df = run_sweep(settings, resume=resume)
+    except KeyboardInterrupt:
+        from .storage import is_uri
+
+        if is_uri(settings.out) or (Path(settings.out) / SETTINGS_FILE).exists():
+            print(
+                f"raymia: interrupted; continue the sweep with raymia sweep --resume "
+                f"{settings.out}",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                "raymia: interrupted before the sweep started; nothing was written", file=sys.stderr
+            )
+        return 130
     elapsed = time.perf_counter() - started
     counts = df["status"].value_counts().to_dict() if "status" in df else {}
     print(f"\nraymia: {len(df)} trials in {settings.out} ({counts}), {elapsed:.0f} s")
     print(f"Pareto front ({settings.objectives}):")
     print(front_table(df, settings.objective_list()))
+    print(f"\nWhich mechanisms matter ({settings.objectives}):")
+    print(mechanisms_that_matter(df, settings))
     failure = no_trial_completed(df)
     if failure:
         print(f"raymia: {failure}", file=sys.stderr)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from . import deadline
 from .config import ConfigError, TrialConfig, mechanisms_model
 from .data import DatasetInfo, Split
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
@@ -186,6 +187,7 @@ def train_model(
         model.train()
         total, count = 0.0, 0
         for x, y in loader:
+            deadline.check()  # a sweep's --trial-timeout ends a slow trial within one batch
             if len(y) == 0:  # Poisson sampling (DP-SGD) can draw an empty batch
                 continue
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -204,3 +204,42 @@ def test_a_damaged_trials_parquet_in_a_fresh_out_dir_is_refused_before_writing(
     err = capsys.readouterr().err
     assert "trials.parquet: not a readable Parquet file" in err and err.count("\n") == 1
     assert sorted(p.name for p in out.iterdir()) == ["trials.parquet"]  # no sweep.json
+
+
+@pytest.mark.slow
+def test_ctrl_c_before_the_first_row_exits_130_and_resumes(space, tmp_path):
+    marker = uuid.uuid4().hex
+    out = tmp_path / "early"
+    proc = subprocess.Popen(
+        _sweep_cmd("--space", str(space), "--out", str(out), "--max-concurrent", "1"),
+        env=_env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 180
+    while not _trial_workers(marker) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert _rows(out) == 0, "the first trial finished before the test could interrupt it"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-3000:]
+    assert f"--resume {out}" in output
+    done = subprocess.run(
+        _sweep_cmd("--resume", str(out)),
+        env=_env(marker),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    df = load_results(out)
+    assert len(df) == 4 and df["trial_id"].is_unique and (df["status"] == "ok").all()
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
+    states = [t.state.name for t in optuna.load_study(study_name="raymia", storage=storage).trials]
+    assert states.count("COMPLETE") == 4 and "RUNNING" not in states

@@ -4,7 +4,9 @@
 - `raymia.sweep.run`: the run itself (Ray Tune, the Optuna searcher, resume);
 - `raymia.sweep.worker`: one trial inside a Ray worker;
 - `raymia.sweep.recorder`: the driver's record of each finished or failed trial;
-- `raymia.sweep.journal`: the Optuna journal and its check before a resume.
+- `raymia.sweep.journal`: the Optuna journal and its check before a resume;
+- `raymia.sweep.sampler`: Optuna's NSGA-II at a cost per trial that does not grow;
+- `raymia.sweep.scheduler`: Tune's FIFO trial choice, not walking finished trials.
 
 A sweep directory holds:
     sweep.json       the resolved settings (what --resume reads back)

@@ -5,32 +5,17 @@ trial) and its scores to DIR/scores/ as Tune reports them."""
 from __future__ import annotations
 
 import os
-import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..config import TrialConfig
 from ..results import TrialsAppender, write_scores
-from .worker import decode_scores, trial_config
+from ..storage import after_row
+from . import disk
+from .worker import decode_scores, failure_status, replicate_seeds, trial_config
 
 __all__ = ["make_recorder"]
-
-
-def _error_status(error: BaseException | None) -> tuple[str, str]:
-    """Return (status, one-line message) for a trial's exception."""
-    if error is None:
-        return "failed", "unknown error"
-    text = "".join(traceback.format_exception_only(type(error), error))
-    cause = error
-    while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    kind = type(cause).__name__
-    status = "diverged" if "TrainingDiverged" in (kind + text) else "failed"
-    last = [line for line in text.strip().splitlines() if line.strip()]
-    message = last[-1].strip() if last else kind
-    if len(message) > 500:
-        message = message[:497] + "..."
-    return status, message
 
 
 def _trial_exception(trial: Any) -> BaseException | None:
@@ -53,11 +38,20 @@ def _trial_exception(trial: Any) -> BaseException | None:
 
 def _config_columns(params: dict[str, Any]) -> dict[str, Any]:
     config, _ = trial_config(params)
-    return TrialConfig.model_validate(config).flat()
+    columns = TrialConfig.model_validate(config).flat()
+    seeds = replicate_seeds(params)
+    if len(seeds) > 1:  # replicates: the row is the configuration's, not one seed's
+        columns["seed"], columns["seeds"] = None, ",".join(map(str, seeds))
+    return columns
 
 
-def make_recorder(out_dir: Path) -> Any:
-    """Return the Tune callback that records every trial of the sweep in `out_dir`."""
+def make_recorder(out_dir: Path, keep: Iterable[str] = ()) -> Any:
+    """Return the Tune callback that records every trial of the sweep in `out_dir`.
+
+    Once a result's row is captured, the callback cuts it out of the result Tune keeps: Tune
+    retains only its own keys and those named in `keep` (the objectives the searcher reads,
+    the columns the progress table shows).
+    """
     from ray import tune
     from ray.tune.result import AUTO_RESULT_KEYS
 
@@ -69,6 +63,7 @@ def make_recorder(out_dir: Path) -> Any:
         "should_checkpoint",
         "experiment_id",
     }
+    kept = tune_keys | set(keep)
 
     class ResultsRecorder(tune.Callback):
         """Writes each trial's row to trials.parquet once Tune has finished the trial.
@@ -90,14 +85,24 @@ def make_recorder(out_dir: Path) -> Any:
             if self.appender is None:
                 self.appender = TrialsAppender(out_dir)
             self.appender.add(row)
+            after_row()  # a sweep at a storage URI: the row on its way there
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             row = {k: v for k, v in result.items() if k not in tune_keys}
             blob = row.pop("scores_npz", None)
             result.pop("scores_npz", None)  # keep the big bytes out of Tune's state
+            if row.get("status") != "ok":  # a trial's own failure: its configuration beside it
+                row = {**_config_columns(trial.config), **row}
             row["trial_id"] = trial.trial_id
             row["node_ip"] = result.get("node_ip")
             self.pending[trial.trial_id] = (row, blob)
+            # Tune stores this very dict as the trial's last result, keeps running statistics
+            # of every number in it and writes both into each experiment-state save: with the
+            # whole row that is a driver cost (memory, and CPU per save) that grows with every
+            # trial. The row is ours now; Tune keeps its own keys and those it reads.
+            for key in [k for k in result if k not in kept and not k.startswith("__")]:
+                del result[key]
+            disk.check(out_dir)  # a disk nearly full stops the sweep while it can stop cleanly
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             row, blob = self.pending.pop(trial.trial_id, (None, None))
@@ -115,7 +120,7 @@ def make_recorder(out_dir: Path) -> Any:
             self.appender = None
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            status, message = _error_status(_trial_exception(trial))
+            status, message = failure_status(_trial_exception(trial))
             row = {"trial_id": trial.trial_id, "status": status, "error": message}
             row.update(_config_columns(trial.config))
             self._add(row)

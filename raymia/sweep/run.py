@@ -18,18 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrialConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, SweepStopped, directory_problem, show_path
 from ..results import TrialsWriter, compact_trials, load_results
 from ..space import SearchSpace, load_space
+from ..storage import is_uri, mirroring, open_sweep
+from .capacity import sweep_capacity
+from .disk import disk_full
 from .journal import JOURNAL_FILE, STUDY_NAME, check_journal, finite_optuna_search
 from .recorder import make_recorder
+from .scheduler import fifo_scheduler
 from .settings import SETTINGS_FILE, SweepSettings, check_settings, save_settings
 from .worker import check_driver_gpus, trainable, worker_runtime_env
 
-__all__ = ["TUNE_NAME", "run_sweep"]
+__all__ = ["TUNE_NAME", "SpaceDraw", "make_sampler", "run_sweep"]
 
 #: Ray Tune's experiment state inside a sweep directory (what Tuner.restore reads).
 TUNE_NAME = "tune"
+#: The result columns in Tune's progress table (Tune keeps these and the objectives).
+PROGRESS_COLUMNS = ("test_acc", "adv", "dtc_adv")
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -37,7 +43,12 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _param_space(space: SearchSpace, search: str) -> dict[str, Any]:
+def _param_space(
+    space: SearchSpace, search: str, spread: list[str] | None = None
+) -> dict[str, Any]:
+    """Return Tune's param_space. A grid lists its points and seeds; a search's holds constants
+    only (the trial settings, the replicate seeds, the columns whose spread over the seeds a
+    row keeps): its mechanisms come from Optuna's define-by-run draw (`SpaceDraw`)."""
     from ray import tune
 
     trial = {k: v for k, v in space.trial.items()}
@@ -49,35 +60,60 @@ def _param_space(space: SearchSpace, search: str) -> dict[str, Any]:
             "seed": tune.grid_search(space.seeds),
             "mechanisms": tune.grid_search([{**fixed, **p} for p in points]),
         }
-    mechanisms: dict[str, Any] = {}
-    for name, (kind, args) in space.mechanisms.items():
-        if kind == "fixed":
-            mechanisms[name] = args
-        elif kind == "uniform":
-            mechanisms[name] = tune.uniform(*args)
-        elif kind == "loguniform":
-            mechanisms[name] = tune.loguniform(*args)
-        elif kind == "int":
-            mechanisms[name] = tune.randint(args[0], args[1] + 1)  # inclusive upper bound
-        elif kind == "choice":
-            mechanisms[name] = tune.choice(args)
-    seed: Any = space.seeds[0] if len(space.seeds) == 1 else tune.choice(space.seeds)
-    return {"trial": trial, "seed": seed, "mechanisms": mechanisms}
+    return {"trial": trial, "seeds": list(space.seeds), "spread": list(spread or [])}
 
 
-def _searcher(settings: SweepSettings, out_dir: Path, max_concurrent: int):
+class SpaceDraw:
+    """Optuna's define-by-run space for Ray Tune's OptunaSearch: one trial's mechanisms, drawn
+    by `SearchSpace.draw`, as Tune config keys ``mechanisms/<name>`` (a plain class, so Tune
+    can pickle the searcher into its experiment state)."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        """Draw one configuration; return every mechanism setting it runs (0 where off)."""
+        return {f"mechanisms/{name}": value for name, value in self.space.draw(trial).items()}
+
+
+def make_sampler(search: str, sampler: str, samples: int, seed: int) -> Any:
+    """Return the Optuna sampler of a search, fitted to its budget of `samples` trials.
+
+    - random: `RandomSampler`, drawing from the same conditional space as the others;
+    - tpe (the default): multi-objective TPE with `n_startup_trials` = clamp(samples // 4, 4,
+      10) random trials before it models (Optuna's default, 10, would leave a 16-trial sweep 6
+      modelled trials) and the constant liar (running trials count as bad results, so trials
+      asked at once do not crowd one point). TPE models each strength from the trials where it
+      was drawn, so it fits the conditional space;
+    - nsga2: NSGA-II with a population of clamp(samples // 4, 4, 50) (Optuna's 50 would draw
+      every trial of a 16-trial sweep at random). NSGA-II evolves only the parameters every
+      trial has (the switches); it draws the conditional strengths at random.
+    """
     import optuna
+
+    if search == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if sampler == "nsga2":
+        from .sampler import IncrementalNSGAIISampler  # NSGA-II's samples, flat cost per trial
+
+        return IncrementalNSGAIISampler(population_size=min(max(samples // 4, 4), 50), seed=seed)
+    return optuna.samplers.TPESampler(
+        n_startup_trials=min(max(samples // 4, 4), 10), constant_liar=True, seed=seed
+    )
+
+
+def _searcher(settings: SweepSettings, space: SearchSpace, out_dir: Path, max_concurrent: int):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray.tune.search import ConcurrencyLimiter
 
     objectives = settings.objective_list()
-    if settings.sampler == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(seed=settings.sampler_seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed)
+    sampler = make_sampler(
+        settings.search, settings.sampler, settings.samples, settings.sampler_seed
+    )
     storage = JournalStorage(JournalFileBackend(str(out_dir / JOURNAL_FILE)))
     searcher = finite_optuna_search(
+        space=SpaceDraw(space),
         metric=[o.column for o in objectives],
         mode=[o.direction for o in objectives],
         sampler=sampler,
@@ -96,7 +132,9 @@ def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # every worker imports the installed raymia, whatever folder the driver runs in
     ray_init = {**settings.ray_init}
-    ray_init["runtime_env"] = worker_runtime_env(ray_init.get("runtime_env"))
+    ray_init["runtime_env"] = worker_runtime_env(
+        ray_init.get("runtime_env"), settings.trial_timeout
+    )
     if settings.address:
         ray.init(address=settings.address, log_to_driver=True, **ray_init)
         return True, None
@@ -120,11 +158,14 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     """
     space = load_space(settings.space)
     check_settings(settings, space)
-    out_dir = Path(settings.out).resolve()
+    # a local directory, or the staging copy of a sweep at a storage URI (`raymia.storage`)
+    out_dir, mirror = open_sweep(settings.out, resume)
+    if problem := directory_problem(out_dir):  # e.g. --out names a file
+        raise ConfigError(f"--out {show_path(out_dir)}: {problem}")
     # a damaged trials.parquet (or, on resume, journal) fails here, naming the file, before
     # Ray starts or anything is written
     rows = TrialsWriter(out_dir).rows
-    if resume and settings.search == "optuna":
+    if resume and settings.search != "grid":
         check_journal(out_dir, finished_rows=len(rows))
     if not resume and (out_dir / SETTINGS_FILE).exists():
         raise ConfigError(
@@ -134,7 +175,8 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     started_ray, temp_dir = _init_ray(settings)
     cwd = os.getcwd()
     try:
-        return _run(settings, space, out_dir, resume)
+        with mirroring(mirror):  # rows reach the URI as they land, and all at the end
+            return _run(settings, space, out_dir, resume)
     finally:
         os.chdir(cwd)
         if started_ray:
@@ -146,20 +188,15 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
 
 
 def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: bool) -> Any:
-    import ray
     from ray import tune
 
     from ..data import load_pool
 
     trial_defaults = TrialConfig.model_validate(space.trial)
-    cluster_cpus = ray.cluster_resources().get("CPU", 1)
-    cluster_gpus = ray.cluster_resources().get("GPU", 0)
-    if settings.gpus_per_trial > 0 and cluster_gpus == 0:
-        raise ConfigError(
-            f"--gpus-per-trial {settings.gpus_per_trial}: the Ray cluster has no GPUs"
-        )
+    # what the cluster can hold (the autoscaler's node types), not only what is up now
+    capacity = sweep_capacity(settings.cpus_per_trial, settings.gpus_per_trial)
     check_driver_gpus(settings.gpus_per_trial)
-    max_concurrent = settings.max_concurrent or max(1, int(cluster_cpus // settings.cpus_per_trial))
+    max_concurrent = settings.max_concurrent or capacity.max_concurrent
     pool = load_pool(trial_defaults.dataset, trial_defaults.data_root, trial_defaults.download)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,47 +212,61 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
     fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
     run_config = tune.RunConfig(
         name=TUNE_NAME,
-        storage_path=str(out_dir),
-        callbacks=[make_recorder(Path("."))],
+        storage_path=settings.out if is_uri(settings.out) else str(out_dir),
+        callbacks=[
+            make_recorder(
+                Path("."),
+                keep=[*(o.column for o in settings.objective_list()), *PROGRESS_COLUMNS],
+            )
+        ],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         progress_reporter=tune.CLIReporter(
-            metric_columns=["test_acc", "adv", "dtc_adv"],
+            metric_columns=list(PROGRESS_COLUMNS),
             parameter_columns={f"mechanisms/{m}": m for m in space.varied()} or None,
             max_report_frequency=15,
         ),
         verbose=1,
     )
-    experiment = out_dir / TUNE_NAME
-    if resume and tune.Tuner.can_restore(str(experiment)):
+    experiment = f"{run_config.storage_path.rstrip('/')}/{TUNE_NAME}"
+    if resume and tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(
-            str(experiment),
+            experiment,
             trainable=fn,
             resume_unfinished=True,
             resume_errored=False,
             restart_errored=False,
         )
     else:
-        if settings.search == "optuna":
-            search_alg = _searcher(settings, Path("."), max_concurrent)
+        if settings.search != "grid":
+            search_alg = _searcher(settings, space, Path("."), max_concurrent)
             num_samples = settings.samples
         else:
             search_alg = None
-            num_samples = 1 if settings.search == "grid" else settings.samples
+            num_samples = 1
+        spread = [o.column for o in settings.objective_list()]
         tuner = tune.Tuner(
             fn,
-            param_space=_param_space(space, settings.search),
+            param_space=_param_space(space, settings.search, spread),
             tune_config=tune.TuneConfig(
                 search_alg=search_alg,
                 num_samples=num_samples,
                 max_concurrent_trials=max_concurrent if search_alg is None else None,
                 reuse_actors=True,
+                scheduler=fifo_scheduler(),  # Tune's FIFO, not walking finished trials
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=run_config,
         )
     with _sigterm_stops_gracefully():
         tuner.fit()
-    compact_trials(out_dir)  # the rows recorded as parts, folded into trials.parquet
+    stopped = disk_full()
+    if stopped:
+        raise SweepStopped(stopped)
+    # the rows recorded as parts, folded into trials.parquet
+    if not compact_trials(out_dir):
+        import pandas as pd
+
+        return pd.DataFrame()  # stopped before its first row: resumable like any other stop
     return load_results(out_dir)
 
 

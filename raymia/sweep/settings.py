@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line, quote, read_text_file, show_path
 
 if TYPE_CHECKING:
     from ..pareto import Objective
@@ -39,10 +39,13 @@ SETTINGS_FILE = "sweep.json"
 SPACE_FILE = "space.yaml"
 #: How the trials are chosen: Optuna's search, a grid space's list, or random draws.
 SEARCHES = ("optuna", "grid", "random")
-#: Optuna's samplers: NSGA-II (multi-objective, the default) or TPE.
+#: Optuna's multi-objective samplers, each fitted to the budget (`raymia.sweep.run.make_sampler`):
+#: TPE (the default) or NSGA-II.
 SAMPLERS = ("nsga2", "tpe")
 #: The default objectives: accuracy up, the best attack's and DtC's advantage down.
 DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
+#: A trial's time limit in seconds (--trial-timeout): generous, it ends only a hung trial.
+DEFAULT_TRIAL_TIMEOUT = 4 * 3600.0
 #: Where a sweep goes without --out (a strftime pattern).
 DEFAULT_OUT = "runs/sweep-%Y%m%d-%H%M%S"
 
@@ -66,7 +69,7 @@ class SweepSettings:
     out: str
     samples: int = 16
     search: str = "optuna"
-    sampler: str = "nsga2"
+    sampler: str = "tpe"
     objectives: str = DEFAULT_OBJECTIVES
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -74,6 +77,7 @@ class SweepSettings:
     address: str | None = None
     sampler_seed: int = 0
     max_failures: int = 1
+    trial_timeout: float | None = DEFAULT_TRIAL_TIMEOUT
     ray_init: dict[str, Any] = field(default_factory=dict)
 
     def objective_list(self) -> list[Objective]:
@@ -110,6 +114,10 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
             f"--address {settings.address}: Ray Client is not supported; run the sweep on the "
             "cluster: ray job submit --address http://HEAD:8265 -- raymia sweep ... "
             "(or ray submit cluster.yaml scripts/sweep_entry.py -- ...)"
+        )
+    if settings.trial_timeout is not None and not 0 < settings.trial_timeout < 1e9:
+        raise ConfigError(
+            f"--trial-timeout {settings.trial_timeout}: expected seconds > 0 (and < 1e9)"
         )
     if settings.max_concurrent is not None and settings.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {settings.max_concurrent}: expected >= 1")
@@ -176,17 +184,74 @@ def save_settings(settings: SweepSettings, out_dir: Path) -> None:
     os.replace(tmp, path)
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Return whether the JSON value `value` fits the type annotation `hint` (a number that
+    is a float field must be finite; a bool is not a number)."""
+    import math
+    import types
+    import typing
+
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if (typing.get_origin(hint) or hint) is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _settings_problem(data: Any) -> str | None:
+    """Return why the JSON value `data` cannot be a SweepSettings (one line), or None."""
+    import dataclasses
+    import typing
+
+    if not isinstance(data, dict):
+        return f"expected a JSON object of sweep settings, got a {type(data).__name__}"
+    hints = typing.get_type_hints(SweepSettings)
+    for key, value in data.items():
+        if key not in hints:
+            return f"unknown key {quote(key)}; expected one of: {', '.join(hints)}"
+        if not _fits(value, hints[key]):
+            expected = getattr(hints[key], "__name__", None) or str(hints[key])
+            return f"{key} = {quote(value)}: expected {expected.replace('typing.', '')}"
+    missing = [
+        f.name
+        for f in dataclasses.fields(SweepSettings)
+        if f.name not in data
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    return f"missing {', '.join(missing)}" if missing else None
+
+
 def load_settings(out_dir: Path) -> SweepSettings:
     """Read DIR/sweep.json back, its relative paths (the space file, the directory itself)
-    resolved against DIR where it is now; raise ConfigError if it is missing or unreadable."""
+    resolved against DIR where it is now; raise ConfigError (one line naming the file) if it
+    is missing, unreadable, not JSON, or holds a key or value a SweepSettings cannot take."""
     path = out_dir / SETTINGS_FILE
+    if not os.path.lexists(path):
+        raise ConfigError(
+            f"--resume {show_path(out_dir)}: no {SETTINGS_FILE}; is this a sweep dir?"
+        )
+    text = read_text_file(path, ConfigError, what="sweep settings file (JSON)")
     try:
-        data = json.loads(path.read_text())
-        settings = SweepSettings(**data)
-    except FileNotFoundError:
-        raise ConfigError(f"--resume {out_dir}: no {SETTINGS_FILE}; is this a sweep dir?") from None
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{path}: unreadable sweep settings ({err})") from None
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:  # RecursionError: arrays nested too deeply
+        raise ConfigError(
+            f"{show_path(path)}: unreadable sweep settings ({one_line(err, 120)})"
+        ) from None
+    if problem := _settings_problem(data):
+        raise ConfigError(f"{show_path(path)}: unreadable sweep settings: {problem}")
+    settings = SweepSettings(**data)
     settings.space = str(out_dir / settings.space)  # an absolute path stays as it is
     settings.out = str(out_dir)
     return settings
