@@ -72,6 +72,8 @@ def front_markdown(front: pd.DataFrame, objectives: list[Objective]) -> str:
     rows = []
     for _, row in front.iterrows():
         seed = "-" if pd.isna(row.get("seed")) else str(int(row["seed"]))
+        if seed == "-" and isinstance(row.get("seeds"), str) and row["seeds"]:
+            seed = row["seeds"]  # a replicate row: the mean over these seeds
         cells = [str(row[c]) for c in extra] + [str(row["trial_id"]), row["config"], seed]
         cells += [fmt(row[m]) for m in metrics]
         cells.append(leakage_verdict(row))

@@ -460,3 +460,17 @@ def test_reproduction_judges_against_the_nulls(tmp_path, capsys):
     assert "## The size of the nulls" in text
     assert "one attack (loss): 95th percentile of the no-leakage advantage 0.07" in text
     assert "the maximum over the attacks (`adv`): 95th percentile" in text
+
+
+def test_a_replicate_row_names_its_seeds_in_the_study_table_and_the_front(tmp_path):
+    from raymia.pareto import parse_objectives
+    from raymia.tables import front_table
+
+    replicate = trial_row("rep0", 0, 0.95, 0.10, label_smoothing=0.1)
+    replicate.update(seed=None, seeds="0,1,2")  # one row: the mean over three seeds
+    write_trials(tmp_path, [replicate, trial_row("one0", 4, 0.97, 0.30)])
+    summary = mechanisms.mechanism_summary(common.load_sweeps([tmp_path]))
+    seeds = dict(zip(summary["config"], summary["seeds"], strict=True))
+    assert seeds == {"label_smoothing=0.1": "0,1,2", "none": "4"}
+    printed = front_table(load_results(tmp_path), parse_objectives("acc:max,adv:min"))
+    assert "| 0,1,2 |" in printed

@@ -55,6 +55,16 @@ BEATS_RULE = (
 )
 
 
+def _seeds(rows: pd.DataFrame) -> set[int]:
+    """Return the seeds behind `rows`: each row's ``seed``, or a replicate row's ``seeds``
+    ("0,1,2": one row of a sweep that ran its configuration once per seed)."""
+    seeds = {int(s) for s in rows["seed"].dropna()} if "seed" in rows else set()
+    if "seeds" in rows:
+        for listed in rows["seeds"].dropna():
+            seeds.update(int(s) for s in str(listed).split(",") if s.strip())
+    return seeds
+
+
 def _mechanisms(key: tuple) -> list[str]:
     """Return the mechanisms of a configuration key (`raymia.labels.config_key`), not riders."""
     return [name for name, _ in key if name not in riders()]
@@ -114,7 +124,7 @@ def mechanism_summary(df: pd.DataFrame, tolerance: float = TOLERANCE) -> pd.Data
         row["kind"] = _kind(key)
         row["config"] = config_label(records[members[0]])
         row["n"] = len(members)
-        seeds = sorted({int(s) for s in sel["seed"].dropna()}) if "seed" in sel else []
+        seeds = sorted(_seeds(sel))
         row["seeds"] = ",".join(map(str, seeds))
         row["leaks"] = int((verdicts.iloc[members] == DETECTED).sum())
         for m in metrics:
