@@ -39,6 +39,29 @@ def _env(marker: str) -> dict[str, str]:
     return env
 
 
+def _start_sweep(marker: str, *args: str) -> subprocess.Popen:
+    """Start `raymia sweep ARGS` under our marker, its output (stdout and stderr) piped."""
+    return subprocess.Popen(
+        _sweep_cmd(*args),
+        env=_env(marker),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _resume_sweep(marker: str, out: Path) -> subprocess.CompletedProcess:
+    """Run `raymia sweep --resume OUT` under our marker to its end."""
+    return subprocess.run(
+        _sweep_cmd("--resume", str(out)),
+        env=_env(marker),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def _trial_workers(marker: str) -> list[int]:
     """Return the pids of Ray trial actors started under our marker."""
     pids = []
@@ -66,13 +89,7 @@ def _rows(out: Path) -> int:
 def test_sigkill_of_a_trial_worker_is_retried_and_every_row_lands(space, tmp_path):
     marker = uuid.uuid4().hex
     out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _sweep_cmd("--space", str(space), "--out", str(out), "--max-concurrent", "1"),
-        env=_env(marker),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_sweep(marker, "--space", str(space), "--out", str(out), "--max-concurrent", "1")
     killed = None
     deadline = time.time() + 180
     while killed is None and time.time() < deadline and proc.poll() is None:
@@ -94,14 +111,8 @@ def test_sigkill_of_a_trial_worker_is_retried_and_every_row_lands(space, tmp_pat
 def test_stopping_the_driver_then_resume_reruns_nothing_finished(stop, space, tmp_path):
     marker = uuid.uuid4().hex
     out = tmp_path / "terminated"
-    proc = subprocess.Popen(
-        _sweep_cmd(
-            "--space", str(space), "--out", str(out), "--samples", "6", "--max-concurrent", "1"
-        ),
-        env=_env(marker),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc = _start_sweep(
+        marker, "--space", str(space), "--out", str(out), "--samples", "6", "--max-concurrent", "1"
     )
     deadline = time.time() + 240
     while _rows(out) < 2 and time.time() < deadline:
@@ -112,14 +123,7 @@ def test_stopping_the_driver_then_resume_reruns_nothing_finished(stop, space, tm
     assert "--resume" in output
     before = load_results(out)
     assert 2 <= len(before) < 6
-    done = subprocess.run(
-        _sweep_cmd("--resume", str(out)),
-        env=_env(marker),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _resume_sweep(marker, out)
     assert done.returncode == 0, done.stderr[-3000:]
     after = load_results(out)
     assert len(after) == 6 and after["trial_id"].is_unique
@@ -210,13 +214,7 @@ def test_a_damaged_trials_parquet_in_a_fresh_out_dir_is_refused_before_writing(
 def test_ctrl_c_before_the_first_row_exits_130_and_resumes(space, tmp_path):
     marker = uuid.uuid4().hex
     out = tmp_path / "early"
-    proc = subprocess.Popen(
-        _sweep_cmd("--space", str(space), "--out", str(out), "--max-concurrent", "1"),
-        env=_env(marker),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_sweep(marker, "--space", str(space), "--out", str(out), "--max-concurrent", "1")
     deadline = time.time() + 180
     while not _trial_workers(marker) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -225,14 +223,7 @@ def test_ctrl_c_before_the_first_row_exits_130_and_resumes(space, tmp_path):
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output[-3000:]
     assert f"--resume {out}" in output
-    done = subprocess.run(
-        _sweep_cmd("--resume", str(out)),
-        env=_env(marker),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _resume_sweep(marker, out)
     assert done.returncode == 0, done.stderr[-3000:]
     df = load_results(out)
     assert len(df) == 4 and df["trial_id"].is_unique and (df["status"] == "ok").all()
