@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import sys
 
-import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from sweep_journal import trial_states
 from sweep_spaces import tiny_space
 
 from raymia.errors import SweepStopped
@@ -27,9 +25,7 @@ def quick_trainable(params: dict, pool: object = None) -> None:
 
 
 def _complete(out) -> int:
-    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-    study = optuna.load_study(study_name="raymia", storage=storage)
-    return [t.state.name for t in study.trials].count("COMPLETE")
+    return trial_states(out).count("COMPLETE")
 
 
 @pytest.mark.slow

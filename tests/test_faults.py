@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sweep_journal import trial_states
 from sweep_spaces import tiny_space
 
 from raymia.cli import main
@@ -130,15 +131,7 @@ def test_stopping_the_driver_then_resume_reruns_nothing_finished(stop, space, tm
     # finished trials were not re-run: their rows are untouched
     kept = after.set_index("trial_id").loc[before["trial_id"], "finished_at"]
     assert list(kept) == list(before["finished_at"])
-    journal = out / "optuna.journal"
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    study = optuna.load_study(
-        study_name="raymia", storage=JournalStorage(JournalFileBackend(str(journal)))
-    )
-    states = [t.state.name for t in study.trials]
+    states = trial_states(out)
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states
 
 
@@ -227,10 +220,5 @@ def test_ctrl_c_before_the_first_row_exits_130_and_resumes(space, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     df = load_results(out)
     assert len(df) == 4 and df["trial_id"].is_unique and (df["status"] == "ok").all()
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-    states = [t.state.name for t in optuna.load_study(study_name="raymia", storage=storage).trials]
+    states = trial_states(out)
     assert states.count("COMPLETE") == 4 and "RUNNING" not in states

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pytest
 from local_ray import local_ray
+from sweep_journal import sweep_study
 
 from raymia.errors import ConfigError
 from raymia.space import load_space, shipped_space
@@ -213,8 +214,6 @@ def light_trainable(params, pool=None):
 
 @pytest.mark.slow
 def test_a_sweep_records_what_ran_and_seeds_are_one_point(tmp_path, monkeypatch):
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from ray import cloudpickle
 
     from raymia.results import load_scores
@@ -235,9 +234,7 @@ def test_a_sweep_records_what_ran_and_seeds_are_one_point(tmp_path, monkeypatch)
     with local_ray(2):
         df = run_sweep(SweepSettings(space=str(space), out=str(out), samples=12, max_concurrent=2))
     assert len(df) == 12 and (df["status"] == "ok").all()
-    study = optuna.load_study(
-        study_name="raymia", storage=JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-    )
+    study = sweep_study(out)
     trials = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(trials) == 12
     rows = df.to_dict("records")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from local_ray import local_ray
+from sweep_journal import trial_states
 from sweep_spaces import tiny_space
 
 from raymia.cli import main
@@ -82,9 +83,6 @@ def test_an_unopenable_uri_is_one_line(tmp_path, capsys):
 def test_a_sweep_at_a_file_uri_lands_there_and_resumes_from_there_alone(
     tmp_path, monkeypatch, capsys
 ):
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     monkeypatch.setenv("RAYMIA_STAGING", str(tmp_path / "staging"))
     space = tmp_path / "tiny.yaml"
@@ -108,7 +106,5 @@ def test_a_sweep_at_a_file_uri_lands_there_and_resumes_from_there_alone(
     local = tmp_path / "local"
     assert storage_main([uri, str(local)]) == 0
     assert len(load_results(local)) == 4
-    storage = JournalStorage(JournalFileBackend(str(local / "optuna.journal")))
-    states = [t.state.name for t in optuna.load_study(study_name="raymia", storage=storage).trials]
-    assert states.count("COMPLETE") == 4
+    assert trial_states(local).count("COMPLETE") == 4
     assert storage_main([uri, str(local)]) == 2  # never over an existing directory

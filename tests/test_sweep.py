@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from local_ray import local_ray
+from sweep_journal import trial_states
 from sweep_spaces import tiny_space
 
 from raymia.cli import main
@@ -91,9 +92,6 @@ def flaky_trainable(params, pool=None):
 def test_raising_and_diverging_trials_are_recorded_and_failed_in_optuna(
     ray_session, space, tmp_path, monkeypatch
 ):
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from ray import cloudpickle
 
     from raymia.sweep import run as sweep_run
@@ -118,10 +116,7 @@ def test_raising_and_diverging_trials_are_recorded_and_failed_in_optuna(
     assert failed["error"].str.contains("injected failure").all()
     assert (diverged["status"] == "diverged").all()
     assert (df[df["dropout"] == 0.0]["status"] == "ok").all()
-    study = optuna.load_study(
-        study_name="raymia", storage=JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-    )
-    states = [t.state.name for t in study.trials]
+    states = trial_states(out)
     assert states.count("FAIL") == len(failed) + len(diverged)
     assert "RUNNING" not in states and states.count("COMPLETE") == (df["status"] == "ok").sum()
 
@@ -295,9 +290,6 @@ def nan_trainable(params, pool=None):
 def test_a_nan_objective_fails_in_optuna_the_sweep_resumes_no_tune_files_per_trial(
     ray_session, space, tmp_path, monkeypatch
 ):
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from ray import cloudpickle
 
     from raymia.sweep import run as sweep_run
@@ -312,8 +304,7 @@ def test_a_nan_objective_fails_in_optuna_the_sweep_resumes_no_tune_files_per_tri
     )
     df = run_sweep(settings)
     assert len(df) == 6 and (df["dropout"] == 0.2).any(), "the seeded sampler drew a NaN"
-    storage = JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-    states = [t.state.name for t in optuna.load_study(study_name="raymia", storage=storage).trials]
+    states = trial_states(out)
     assert "RUNNING" not in states and states.count("FAIL") == (df["dropout"] == 0.2).sum()
     # the resume accepts the journal (a RUNNING trial used to read as a truncated journal)
     assert len(run_sweep(settings, resume=True)) == 6
