@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from .attacks.registry import REGISTRY as ATTACKS
+from .canaries import MAX_CANARIES
 from .data import DATASETS
 from .dtc import DtcOptions, parse_tau
 from .dtc import Norm as DtcNorm
@@ -131,6 +132,17 @@ _GENERAL_ATTACK_OPTIONS: dict[str, Any] = {
     "n_permutations": (
         int,
         Field(200, ge=0, le=10_000, description="label permutations of each advantage's null"),
+    ),
+    "canaries": (
+        int,
+        Field(
+            0,
+            ge=0,
+            le=MAX_CANARIES,
+            multiple_of=2,
+            description="mislabeled test images audited apart, half of them trained on "
+            "(raymia.canaries); 0 = off",
+        ),
     ),
 }
 

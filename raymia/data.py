@@ -92,6 +92,15 @@ class Split:
         return Split(self.x[rows], self.y[rows], self.indices[rows])
 
 
+def concat_splits(*parts: Split) -> Split:
+    """Return one split holding `parts`' samples in order (their indices kept as they are)."""
+    return Split(
+        torch.cat([part.x for part in parts]),
+        torch.cat([part.y for part in parts]),
+        np.concatenate([part.indices for part in parts]),
+    )
+
+
 @dataclass(frozen=True)
 class Splits:
     """The membership protocol's sets for one data set and seed."""

@@ -6,7 +6,7 @@ scores, which travel separately so later stages can draw ROC curves and DtC hist
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,10 @@ from .attacks.reference import (
     train_online_models,
     train_reference_models,
 )
+from .attacks.registry import ReferenceSet
+from .canaries import Canaries, canary_columns
 from .config import TrialConfig
-from .data import Split, Splits
+from .data import Split, Splits, concat_splits
 from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
 from .models import fuse_for_inference
@@ -108,6 +110,8 @@ def measure_privacy(
     model: nn.Module,
     members: Split,
     device: torch.device,
+    *,
+    canaries: Canaries | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run every registered attack that is on, and DtC, on `model`; return (columns,
     per-sample scores).
@@ -118,7 +122,11 @@ def measure_privacy(
     (`loss_yeom_adv`: threshold = mean training loss); `adv` (max advantage over attacks) with
     its own null `adv_null_q95` / `adv_p` (the null of the maximum) and `adv_excess` =
     max(0, adv - adv_null_q95); `dtc_*` when DtC is on, with `dtc_adv_null_q95`, `dtc_adv_p`
-    and `dtc_adv_excess` likewise.
+    and `dtc_adv_excess` likewise; the `canary_*` columns (:mod:`raymia.canaries`) from the
+    attacks' scores on `canaries` (all None without them). Online reference models train on
+    the canaries like on the other scored samples (each IN for half of the models); the
+    canaries are scored apart, never in the evaluation set, and not among the per-sample
+    scores.
     """
     options = config.attacks
     model = fuse_for_inference(model)
@@ -131,22 +139,28 @@ def measure_privacy(
         else None
     )
     online = None
+    scored = Split(evaluation.x, evaluation.y, evaluation.indices)
     if k_online := online_model_count(options):
-        scored = Split(evaluation.x, evaluation.y, evaluation.indices)
+        pool = scored if canaries is None else concat_splits(scored, canaries.scored())
         online = train_online_models(
-            config, splits.info, scored, splits.reference, k_online, device, **sizes
+            config, splits.info, pool, splits.reference, k_online, device, **sizes
         )
-    scores = score_all(
-        model,
-        evaluation.x,
-        evaluation.y,
-        options,
-        config.seed,
-        reference_models=reference_models,
-        offline=offline,
-        online=online,
-        flip=splits.info.flip,
-    )
+
+    def attack(target: Split, online_part: ReferenceSet | None) -> dict[str, np.ndarray]:
+        return score_all(
+            model,
+            target.x,
+            target.y,
+            options,
+            config.seed,
+            reference_models=reference_models,
+            offline=offline,
+            online=online_part,
+            flip=splits.info.flip,
+        )
+
+    n_scored = len(scored)
+    scores = attack(scored, _online_part(online, slice(0, n_scored)))
 
     columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
     for name, values in scores.items():
@@ -170,6 +184,11 @@ def measure_privacy(
     columns.update(_best_attack_null(scores, evaluation.is_member, options, config.seed))
     delta = config.mechanisms.dp_delta
     columns.update(epsilon_columns(scores, evaluation.is_member, delta, config.seed))
+    if canaries is None:
+        columns.update(canary_columns(None, None))
+    else:
+        canary_scores = attack(canaries.scored(), _online_part(online, slice(n_scored, None)))
+        columns.update(canary_columns(canary_scores, canaries.is_member()))
 
     per_sample: dict[str, np.ndarray] = {
         "sample_index": evaluation.indices,
@@ -184,6 +203,14 @@ def measure_privacy(
         per_sample["dtc"] = distance
         per_sample["dtc_censored"] = censored
     return columns, per_sample
+
+
+def _online_part(online: ReferenceSet | None, part: slice) -> ReferenceSet | None:
+    """Return the online reference set restricted to the scored samples at `part` (its
+    IN-mask's columns), or None without online models."""
+    if online is None or online.is_in is None:
+        return online
+    return replace(online, is_in=online.is_in[:, part])
 
 
 def _best_attack_null(

@@ -15,8 +15,9 @@ import torch
 from . import __version__
 from .attacks import REGISTRY as ATTACKS
 from .attacks.reference import online_model_count, reference_model_count
+from .canaries import draw_canaries
 from .config import TrialConfig, parse_trial_config
-from .data import Pool, Splits, check_reference_size, load_splits, split_pool
+from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
 from .measure import measure_privacy
 from .privacy_audit import OBJECTIVE_COLUMNS
 from .train import accuracy, resolve_device, train_model
@@ -96,8 +97,12 @@ def run_trial(
     equal-length arrays: sample_index, is_member, score_<attack>, dtc, dtc_censored).
     `threads` caps torch's intra-op threads at the CPUs the scheduler gave this trial. The
     target trains on every member (`members_trained` = len(members)); early stopping and
-    adversarial regularization use the held-out split. Raises TrainingDiverged when the loss
-    becomes non-finite, DataError when the splits do not fit the protocol.
+    adversarial regularization use the held-out split. With `attacks.canaries` = N the target
+    also trains on the N / 2 member canaries (`members_trained` counts them), `test_acc` is
+    measured on the test images not drawn as canaries, and the row's `canary_*` columns
+    report the leakage on the canaries (:mod:`raymia.canaries`; None when off); canary scores
+    are not among the per-sample `scores`. Raises TrainingDiverged when the loss becomes
+    non-finite, DataError when the splits (or the canaries) do not fit the protocol.
     """
     if not isinstance(config, TrialConfig):
         config = parse_trial_config(config)
@@ -108,10 +113,15 @@ def run_trial(
     if reference_model_count(config.attacks):
         # Fail before training the target, not after it.
         check_reference_size(len(splits.reference), len(splits.members), len(splits.held_out))
+    canaries = draw_canaries(
+        splits.test, config.attacks.canaries, splits.info.num_classes, config.seed
+    )
     device = resolve_device(config.device)
     members = splits.members
-    # The target trains on every member; its mechanisms' side data is the owner's held-out set.
-    trained = train_model(config, splits.info, members, held_out=splits.held_out, device=device)
+    # The target trains on every member (and the member canaries); its mechanisms' side data
+    # is the owner's held-out set.
+    trained_on = members if canaries is None else concat_splits(members, canaries.members)
+    trained = train_model(config, splits.info, trained_on, held_out=splits.held_out, device=device)
     started = time.perf_counter()
     model = trained.model
     row: dict[str, Any] = {
@@ -119,14 +129,14 @@ def run_trial(
         "error": None,
         **config.flat(),
         "device": device.type,
-        "members_trained": len(members),
-        "test_acc": accuracy(model, splits.test, device),
+        "members_trained": len(trained_on),
+        "test_acc": accuracy(model, splits.test if canaries is None else canaries.test, device),
         "train_acc": accuracy(model, members, device),
         "dp_epsilon": trained.dp_epsilon,
         "epochs_run": trained.epochs_run,
         "train_seconds": trained.seconds,
     }
-    privacy, scores = measure_privacy(config, splits, model, members, device)
+    privacy, scores = measure_privacy(config, splits, model, members, device, canaries=canaries)
     row.update(privacy)
     row["measure_seconds"] = time.perf_counter() - started
     row.update(versions())
