@@ -36,7 +36,7 @@ _FROM_SPACE = (
 )
 
 # What sweep.json fixes for good: a resume that names one of these is refused.
-_FIXED_ON_RESUME = ("space", "out", *_FROM_SPACE, "sampler_seed")
+_FIXED_ON_RESUME = ("space", "out", *_FROM_SPACE, "sampler_seed", "reference_workers")
 
 
 def _float(text: str) -> float:
@@ -72,6 +72,14 @@ def add_sweep_parser(subparsers: Any) -> None:
     p.add_argument("--cpus-per-trial", type=_float, metavar="C")
     p.add_argument("--gpus-per-trial", type=_float, metavar="G", help="may be fractional")
     p.add_argument("--max-concurrent", type=int, metavar="K")
+    p.add_argument(
+        "--reference-workers",
+        type=int,
+        metavar="P",
+        help="train each trial's reference models as P parallel Ray tasks, each with the "
+        "trial's CPUs and GPUs, inside the trial's resource request "
+        f"(default {_default('reference_workers')}: the trial trains them itself)",
+    )
     p.add_argument(
         "--trial-timeout",
         type=_float,
@@ -128,6 +136,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
             chosen[name] = value
     if args.sampler_seed is not None:
         chosen["sampler_seed"] = args.sampler_seed
+    if args.reference_workers is not None:
+        chosen["reference_workers"] = args.reference_workers
     if args.trial_timeout is not None:
         chosen["trial_timeout"] = args.trial_timeout
     settings = SweepSettings(

@@ -105,6 +105,33 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def _architecture(info: DatasetInfo, mechanisms: list[Mechanism]) -> nn.Module:
+    """Return a fresh model with the options and fixes of the mechanisms' model hooks."""
+    options: dict = {}
+    for m in mechanisms:
+        options.update(m.model_options())
+    model = build_model(info, **options)
+    for m in mechanisms:
+        model = m.fix_model(model)
+    return model
+
+
+def untrained_model(config: TrialConfig, info: DatasetInfo, members: Split) -> nn.Module:
+    """Return a model of the architecture `train_model` builds for `config` on `members` (its
+    mechanisms' model options and fixes), on the CPU, its parameters not yet drawn from the
+    trial's seed: what the state_dict of a model `train_model` trained elsewhere loads into."""
+    context = TrainContext(
+        config=config,
+        info=info,
+        device=torch.device("cpu"),
+        generator=torch.Generator(),
+        rng=np.random.default_rng(0),
+        members=members,
+    )
+    mechanisms = build_mechanisms(config.mechanisms, context)
+    return _architecture(info, [m for m in mechanisms if "model" in m.hooks])
+
+
 def train_model(
     config: TrialConfig,
     info: DatasetInfo,
@@ -151,15 +178,10 @@ def train_model(
     for m in using("prepare"):
         m.prepare()
 
-    model_options: dict = {}
     optimizer_options: dict = {}
-    for m in using("model"):
-        model_options.update(m.model_options())
     for m in using("optimizer"):
         optimizer_options.update(m.optimizer_options())
-    model = build_model(info, **model_options)
-    for m in using("model"):
-        model = m.fix_model(model)
+    model = _architecture(info, using("model"))
     # The model's own randomness from the trial's seed, not torch's shared generator.
     init_parameters(model, context.seeded("weights", device="cpu"))
     model = model.to(device)

@@ -306,6 +306,12 @@ def test_a_nan_objective_fails_in_optuna_the_sweep_resumes_no_tune_files_per_tri
     assert len(df) == 6 and (df["dropout"] == 0.2).any(), "the seeded sampler drew a NaN"
     states = trial_states(out)
     assert "RUNNING" not in states and states.count("FAIL") == (df["dropout"] == 0.2).sum()
+    # the row says what Optuna recorded, and why
+    nan_rows = df[df["dropout"] == 0.2]
+    assert (nan_rows["status"] == "failed").all() and (
+        df[df["dropout"] != 0.2]["status"] == "ok"
+    ).all()
+    assert nan_rows["error"].str.contains("test_acc = nan").all()
     # the resume accepts the journal (a RUNNING trial used to read as a truncated journal)
     assert len(run_sweep(settings, resume=True)) == 6
     # Tune's per-trial loggers are off: no file of Tune's per trial, whatever the sweep's size
@@ -315,3 +321,32 @@ def test_a_nan_objective_fails_in_optuna_the_sweep_resumes_no_tune_files_per_tri
     assert per_trial == []
     # the sweep's own few files (settings, rows, journal, Tune's state of each run), not 6 x 5
     assert len([p for p in out.rglob("*") if p.is_file()]) <= 16
+
+
+@pytest.mark.slow
+def test_tune_holds_only_a_window_of_finished_trials_and_every_row_is_recorded(
+    ray_session, space, tmp_path, monkeypatch
+):
+    import json
+
+    from ray import cloudpickle
+
+    from raymia.sweep import run as sweep_run
+    from raymia.sweep import window
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(sweep_run, "trainable", nan_trainable)
+    monkeypatch.setattr(window, "KEEP_FINISHED", 2)
+    out = tmp_path / "window"
+    settings = SweepSettings(
+        space=str(space), out=str(out), samples=10, max_concurrent=2, search="random"
+    )
+    df = run_sweep(settings)
+    assert len(df) == 10 and df["trial_id"].is_unique
+    assert sorted(trial_states(out)) == sorted(
+        ["FAIL" if d == 0.2 else "COMPLETE" for d in df["dropout"]]
+    )
+    # Tune's saved state lists the window and the running, not all 10 ever run
+    state = max((out / "tune").glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    assert 1 <= len(json.loads(state.read_text())["trial_data"]) <= 2 + 2
+    assert len(run_sweep(settings, resume=True)) == 10

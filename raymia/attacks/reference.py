@@ -5,10 +5,17 @@ scores calibrate the attacks' thresholds; offline LiRA and RMIA use all of them.
 sees a member or non-member of the target. Online models (:func:`train_online_models`), only
 when an online attack asks for them: each trains on a random half of the scored samples and
 some reference data, every scored sample IN for half of the models, with the IN-mask recorded.
+Both train through one map over training jobs (:func:`train_jobs`): serially in this process,
+or, under a sweep with reference workers, as Ray tasks in the trial's placement group
+(`raymia.sweep.reference_tasks`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,17 +25,23 @@ from torch import nn
 from ..config import TrialConfig
 from ..data import MIN_CALIBRATION, DatasetInfo, Split, check_reference_size
 from ..errors import ConfigError, DataError
-from ..train import train_model
+from ..train import resolve_device, train_model, untrained_model
 from .registry import REGISTRY, ReferenceSet
 
 __all__ = [
+    "JobRunner",
+    "TrainingJob",
+    "load_trained",
     "offline_reference_set",
     "online_model_count",
     "online_rows",
     "reference_model_count",
     "reference_rows",
+    "train_job",
+    "train_jobs",
     "train_online_models",
     "train_reference_models",
+    "training_jobs_run_by",
 ]
 
 # Reference model i trains with seed_offset 100 + 2 i: clear of the target (0) and its
@@ -38,6 +51,86 @@ _REFERENCE_SEED_OFFSET = 100
 _REFERENCE_SEED_STRIDE = 2
 # Online model i: seed_offset 1000 + 2 i, clear of 256 offline models (100 .. 611).
 _ONLINE_SEED_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One reference model to train: `train_model` under `config` on `train`, with `held_out`
+    as its owner's held-out data and its own randomness from `seed_offset`."""
+
+    config: TrialConfig
+    info: DatasetInfo
+    train: Split
+    held_out: Split
+    seed_offset: int
+
+
+#: Trains a list of jobs somewhere else and returns their models, in order, on `device` and in
+#: eval mode, identical to what :func:`train_job` returns for each.
+JobRunner = Callable[[Sequence[TrainingJob], torch.device | None], list[nn.Module]]
+
+_runner: ContextVar[JobRunner | None] = ContextVar("raymia_training_job_runner", default=None)
+
+
+@contextmanager
+def training_jobs_run_by(runner: JobRunner) -> Iterator[None]:
+    """Within the block (this thread and context), :func:`train_jobs` hands its jobs to
+    `runner` (e.g. Ray tasks in a sweep trial's placement group) instead of training them
+    here one after another."""
+    token = _runner.set(runner)
+    try:
+        yield
+    finally:
+        _runner.reset(token)
+
+
+def train_job(job: TrainingJob, device: torch.device | None = None) -> nn.Module:
+    """Train one job's model here (:func:`raymia.train.train_model`) and return it in eval
+    mode."""
+    result = train_model(
+        job.config,
+        job.info,
+        job.train,
+        held_out=job.held_out,
+        device=device,
+        seed_offset=job.seed_offset,
+    )
+    return result.model.eval()
+
+
+def load_trained(
+    job: TrainingJob, state: dict[str, torch.Tensor], device: torch.device | None = None
+) -> nn.Module:
+    """Return the model of `job` built as `train_model` builds it, with the weights `state`
+    (the state_dict of the model :func:`train_job` trained for it elsewhere), on `device`
+    (default: the config's), in eval mode."""
+    model = untrained_model(job.config, job.info, job.train)
+    model.load_state_dict(state)
+    return model.to(device or resolve_device(job.config.device)).eval()
+
+
+def train_jobs(jobs: Sequence[TrainingJob], device: torch.device | None = None) -> list[nn.Module]:
+    """Train every job's model and return them in order, in eval mode: the one map every
+    reference model (offline and online) trains through.
+
+    By default the jobs train here one after another (:func:`train_job`). Within
+    :func:`training_jobs_run_by` they go to that runner instead: a sweep trial with reference
+    workers runs them as Ray tasks in its own placement group and loads the weights they return
+    into models built the same way (`raymia.sweep.reference_tasks`); each job's model depends
+    only on the job, so both give the same models.
+
+    The replicate seeds of one configuration (a search trial's ``seeds``) do not share one
+    pool of reference models: the membership protocol draws every split from the seed
+    (`raymia.data.split_pool`), so seed s's reference models train on seed s's reference
+    split, which overlaps the members and non-members of every other seed. Reused for another
+    seed they would have trained on that seed's scored samples, and offline models must see
+    none of them (docs/ARCHITECTURE.md, "Membership protocol"); online models are drawn
+    around the seed's own scored samples. Each seed therefore trains its own.
+    """
+    runner = _runner.get()
+    if runner is None or not jobs:
+        return [train_job(job, device) for job in jobs]
+    return runner(jobs, device)
 
 
 def reference_model_count(options: Any) -> int:
@@ -99,7 +192,8 @@ def train_reference_models(
 ) -> list[nn.Module]:
     """Train k reference (shadow) models for offline LiRA and return them in eval mode.
 
-    Each model is trained like the target: by :func:`raymia.train.train_model` under the same
+    Each model is trained like the target (through :func:`train_jobs`) by
+    :func:`raymia.train.train_model` under the same
     config (same mechanisms and strengths) on exactly n_trained samples of the attacker's
     reference data (the target's member count), with its own held-out slice of n_held_out
     reference samples (the target's held-out count) for early stopping and adversarial
@@ -112,19 +206,18 @@ def train_reference_models(
         raise ValueError(f"k must be >= 0, got {k}")
     if k == 0:
         return []
-    models: list[nn.Module] = []
     rows = reference_rows(len(reference), n_trained, n_held_out, k, config.seed)
-    for i, (trained, held_out, _calibration) in enumerate(rows):
-        result = train_model(
+    jobs = [
+        TrainingJob(
             config,
             info,
             reference.take(trained),
-            held_out=reference.take(held_out),
-            device=device,
-            seed_offset=_REFERENCE_SEED_OFFSET + _REFERENCE_SEED_STRIDE * i,
+            reference.take(held_out),
+            _REFERENCE_SEED_OFFSET + _REFERENCE_SEED_STRIDE * i,
         )
-        models.append(result.model.eval())
-    return models
+        for i, (trained, held_out, _calibration) in enumerate(rows)
+    ]
+    return train_jobs(jobs, device)
 
 
 def offline_reference_set(
@@ -215,17 +308,17 @@ def train_online_models(
         np.r_[scored.indices, extra.indices],
     )
     held_out = reference.take(held_rows)
-    models: list[nn.Module] = []
-    for i in range(k):
-        result = train_model(
+    jobs = [
+        TrainingJob(
             config,
             info,
             pool.take(np.flatnonzero(mask[i])),
-            held_out=held_out,
-            device=device,
-            seed_offset=_ONLINE_SEED_OFFSET + _REFERENCE_SEED_STRIDE * i,
+            held_out,
+            _ONLINE_SEED_OFFSET + _REFERENCE_SEED_STRIDE * i,
         )
-        models.append(result.model.eval())
+        for i in range(k)
+    ]
+    models = train_jobs(jobs, device)
     return ReferenceSet(
         models=tuple(models),
         population=reference.take(population),

@@ -96,8 +96,13 @@ def capacity_from_node_types(
     max_workers: int | None = None,
     head: str | None = None,
     source: str = "node types",
+    bundles: int = 1,
 ) -> Capacity:
     """Return the sweep's capacity on a cluster of `node_types`.
+
+    A trial asks for `bundles` bundles of `cpus_per_trial` CPUs and `gpus_per_trial` GPUs
+    each (its own and one per reference worker, `raymia.sweep.reference_tasks`): its whole
+    request is what is counted.
 
     Each type adds ``trials_per_node x max_count`` trials. `max_workers` caps the nodes beyond
     the head (the cluster's own ``max_workers``): the types holding the most trials per node
@@ -105,9 +110,12 @@ def capacity_from_node_types(
     the cap). Raises ConfigError (one line) when trials ask for GPUs and no type has one, or
     when no node the cluster can have holds a trial.
     """
-    request = _request(cpus_per_trial, gpus_per_trial)
     has_gpus = any(t.resources.get("GPU", 0) > 0 and t.max_count > 0 for t in node_types)
     flags = f"--cpus-per-trial {_number(cpus_per_trial)} --gpus-per-trial {_number(gpus_per_trial)}"
+    if bundles > 1:
+        flags += f" --reference-workers {bundles - 1}"
+    cpus_per_trial, gpus_per_trial = cpus_per_trial * bundles, gpus_per_trial * bundles
+    request = _request(cpus_per_trial, gpus_per_trial)
     if gpus_per_trial > 0 and not has_gpus:
         raise ConfigError(
             f"--gpus-per-trial {_number(gpus_per_trial)}: the Ray cluster has no GPUs, and no "
@@ -259,8 +267,9 @@ def _live_node_types(nodes: list[dict[str, Any]]) -> list[NodeType]:
     return types
 
 
-def sweep_capacity(cpus_per_trial: float, gpus_per_trial: float) -> Capacity:
-    """Return how many trials of this size the connected Ray cluster can run at once.
+def sweep_capacity(cpus_per_trial: float, gpus_per_trial: float, bundles: int = 1) -> Capacity:
+    """Return how many trials of this size (`bundles` bundles of it: the trial's own and one
+    per reference worker) the connected Ray cluster can run at once.
 
     From the autoscaler's node types where the cluster autoscales (see the module docstring),
     else from the nodes that are up; nodes that are up count too, so a node whose type
@@ -277,19 +286,25 @@ def sweep_capacity(cpus_per_trial: float, gpus_per_trial: float) -> Capacity:
     up = "the nodes that are up"
     planned = _autoscaler_node_types(ray.get_runtime_context().gcs_address, head_resources)
     if planned is None:
-        return capacity_from_node_types(live, cpus_per_trial, gpus_per_trial, source=up)
+        return capacity_from_node_types(
+            live, cpus_per_trial, gpus_per_trial, source=up, bundles=bundles
+        )
     types, max_workers, head, source = planned
     try:
         capacity = capacity_from_node_types(
-            types, cpus_per_trial, gpus_per_trial, max_workers, head, source
+            types, cpus_per_trial, gpus_per_trial, max_workers, head, source, bundles
         )
     except ConfigError as refused:
         try:  # a node that is up may hold a trial although no declared type does
-            return capacity_from_node_types(live, cpus_per_trial, gpus_per_trial, source=up)
+            return capacity_from_node_types(
+                live, cpus_per_trial, gpus_per_trial, source=up, bundles=bundles
+            )
         except ConfigError:
             raise refused from None
     try:
-        now = capacity_from_node_types(live, cpus_per_trial, gpus_per_trial, source=up)
+        now = capacity_from_node_types(
+            live, cpus_per_trial, gpus_per_trial, source=up, bundles=bundles
+        )
     except ConfigError:
         return capacity
     return replace(capacity, max_concurrent=max(capacity.max_concurrent, now.max_concurrent))

@@ -120,7 +120,8 @@ def repair_torn_line(path: Path) -> int:
     return size - keep
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
+    """Return whether `value` is a finite number (what Optuna accepts as an objective)."""
     try:
         return value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
@@ -144,10 +145,14 @@ def finite_optuna_search(**kwargs: Any) -> Any:
         ) -> None:
             metrics = self.metric if isinstance(self.metric, list) else [self.metric]
             known = trial_id in self._ot_trials and trial_id not in self._completed_trials
-            if known and (error or not all(_finite((result or {}).get(m)) for m in metrics)):
+            if known and (error or not all(finite((result or {}).get(m)) for m in metrics)):
                 self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
                 self._completed_trials.add(trial_id)
-                return
-            super().on_trial_complete(trial_id, result=result, error=error)
+            else:
+                super().on_trial_complete(trial_id, result=result, error=error)
+            # Ray's searcher keeps every trial's Optuna handle (each with a copy of the
+            # trial) and pickles them all into each experiment-state save; a told trial's
+            # handle is never used again
+            self._ot_trials.pop(trial_id, None)
 
     return FiniteOptunaSearch(**kwargs)

@@ -13,6 +13,7 @@ from ..config import TrialConfig
 from ..results import TrialsAppender, write_scores
 from ..storage import after_row
 from . import disk
+from .journal import finite
 from .worker import decode_scores, failure_status, replicate_seeds, trial_config
 
 __all__ = ["make_recorder"]
@@ -45,13 +46,16 @@ def _config_columns(params: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def make_recorder(out_dir: Path, keep: Iterable[str] = ()) -> Any:
+def make_recorder(out_dir: Path, keep: Iterable[str] = (), objectives: Iterable[str] = ()) -> Any:
     """Return the Tune callback that records every trial of the sweep in `out_dir`.
 
     Once a result's row is captured, the callback cuts it out of the result Tune keeps: Tune
-    retains only its own keys and those named in `keep` (the objectives the searcher reads,
-    the columns the progress table shows).
+    retains only its own keys, the `objectives` and those named in `keep` (the columns the
+    progress table shows). A trial that ran but reports a missing, NaN or infinite objective
+    is recorded `failed`, with the objective named in `error`, as Optuna records it
+    (`raymia.sweep.journal.finite_optuna_search`).
     """
+    objectives = list(objectives)
     from ray import tune
     from ray.tune.result import AUTO_RESULT_KEYS
 
@@ -63,7 +67,7 @@ def make_recorder(out_dir: Path, keep: Iterable[str] = ()) -> Any:
         "should_checkpoint",
         "experiment_id",
     }
-    kept = tune_keys | set(keep)
+    kept = tune_keys | set(keep) | set(objectives)
 
     class ResultsRecorder(tune.Callback):
         """Writes each trial's row to trials.parquet once Tune has finished the trial.
@@ -91,6 +95,11 @@ def make_recorder(out_dir: Path, keep: Iterable[str] = ()) -> Any:
             row = {k: v for k, v in result.items() if k not in tune_keys}
             blob = row.pop("scores_npz", None)
             result.pop("scores_npz", None)  # keep the big bytes out of Tune's state
+            bad = [o for o in objectives if not finite(row.get(o))]
+            if row.get("status") == "ok" and bad:  # Optuna is told FAIL: the row says so too
+                row["status"] = "failed"
+                row["error"] = "objective " + ", ".join(f"{o} = {row.get(o)}" for o in bad)
+                row["error"] += " is not a finite number; Optuna records the trial as failed"
             if row.get("status") != "ok":  # a trial's own failure: its configuration beside it
                 row = {**_config_columns(trial.config), **row}
             row["trial_id"] = trial.trial_id

@@ -26,8 +26,10 @@ from .capacity import sweep_capacity
 from .disk import disk_full
 from .journal import JOURNAL_FILE, STUDY_NAME, check_journal, finite_optuna_search
 from .recorder import make_recorder
+from .reference_tasks import trial_resources
 from .scheduler import fifo_scheduler
 from .settings import SETTINGS_FILE, SweepSettings, check_settings, save_settings
+from .window import trial_window
 from .worker import check_driver_gpus, trainable, worker_runtime_env
 
 __all__ = ["TUNE_NAME", "SpaceDraw", "make_sampler", "run_sweep"]
@@ -129,7 +131,6 @@ def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
 
     if ray.is_initialized():
         return False, None
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # every worker imports the installed raymia, whatever folder the driver runs in
     ray_init = {**settings.ray_init}
     ray_init["runtime_env"] = worker_runtime_env(
@@ -194,7 +195,9 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
 
     trial_defaults = TrialConfig.model_validate(space.trial)
     # what the cluster can hold (the autoscaler's node types), not only what is up now
-    capacity = sweep_capacity(settings.cpus_per_trial, settings.gpus_per_trial)
+    capacity = sweep_capacity(
+        settings.cpus_per_trial, settings.gpus_per_trial, 1 + settings.reference_workers
+    )
     check_driver_gpus(settings.gpus_per_trial)
     max_concurrent = settings.max_concurrent or capacity.max_concurrent
     pool = load_pool(trial_defaults.dataset, trial_defaults.data_root, trial_defaults.download)
@@ -208,7 +211,18 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
     os.chdir(out_dir)
     # raymia's own Parquet is the record: no params/result/progress/event files per trial
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    # Tune's classic progress output, which takes raymia's reporter and progress callback
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune holds its finished trials to a window (their rows are recorded): bounded memory
+    window = trial_window(
+        metric_columns=list(PROGRESS_COLUMNS),
+        parameter_columns={f"mechanisms/{m}": m for m in space.varied()} or None,
+        max_report_frequency=15,
+    )
+    # the trial's own bundle, then one per reference worker (raymia.sweep.reference_tasks)
+    resources = trial_resources(
+        settings.cpus_per_trial, settings.gpus_per_trial, settings.reference_workers
+    )
     fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
     run_config = tune.RunConfig(
         name=TUNE_NAME,
@@ -216,15 +230,16 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
         callbacks=[
             make_recorder(
                 Path("."),
-                keep=[*(o.column for o in settings.objective_list()), *PROGRESS_COLUMNS],
-            )
+                keep=PROGRESS_COLUMNS,
+                # what the searcher is told: a grid's rows are judged by no searcher
+                objectives=[]
+                if settings.search == "grid"
+                else [o.column for o in settings.objective_list()],
+            ),
+            *window.callbacks,
         ],
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        progress_reporter=tune.CLIReporter(
-            metric_columns=list(PROGRESS_COLUMNS),
-            parameter_columns={f"mechanisms/{m}": m for m in space.varied()} or None,
-            max_report_frequency=15,
-        ),
+        progress_reporter=window.reporter,
         verbose=1,
     )
     experiment = f"{run_config.storage_path.rstrip('/')}/{TUNE_NAME}"
@@ -252,7 +267,7 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
                 num_samples=num_samples,
                 max_concurrent_trials=max_concurrent if search_alg is None else None,
                 reuse_actors=True,
-                scheduler=fifo_scheduler(),  # Tune's FIFO, not walking finished trials
+                scheduler=fifo_scheduler(window),  # Tune's FIFO, not walking finished trials
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=run_config,

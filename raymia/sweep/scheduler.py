@@ -14,13 +14,20 @@ from typing import Any
 __all__ = ["fifo_scheduler"]
 
 
-def fifo_scheduler() -> Any:
+def fifo_scheduler(window: Any = None) -> Any:
     """Return a Tune scheduler that starts trials in Tune's FIFO order (the first pending
-    trial, else the first paused one), looking only at the trials that are not finished."""
+    trial, else the first paused one), looking only at the trials that are not finished;
+    with a `raymia.sweep.window.TrialWindow`, it prunes Tune's finished trials to the window
+    each time a trial is added."""
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import FIFOScheduler
 
     class LiveFIFOScheduler(FIFOScheduler):
+        def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+            super().on_trial_add(tune_controller, trial)
+            if window is not None:  # a safe point: Tune is not iterating over its trials
+                window.prune(tune_controller)
+
         def choose_trial_to_run(self, tune_controller: Any) -> Any:
             live = tune_controller.get_live_trials()  # every PENDING and PAUSED trial is live
             for status in (Trial.PENDING, Trial.PAUSED):

@@ -46,6 +46,8 @@ SAMPLERS = ("nsga2", "tpe")
 DEFAULT_OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
 #: A trial's time limit in seconds (--trial-timeout): generous, it ends only a hung trial.
 DEFAULT_TRIAL_TIMEOUT = 4 * 3600.0
+#: The most reference workers a trial may ask for (--reference-workers).
+MAX_REFERENCE_WORKERS = 64
 #: Where a sweep goes without --out (a strftime pattern).
 DEFAULT_OUT = "runs/sweep-%Y%m%d-%H%M%S"
 
@@ -78,6 +80,10 @@ class SweepSettings:
     sampler_seed: int = 0
     max_failures: int = 1
     trial_timeout: float | None = DEFAULT_TRIAL_TIMEOUT
+    # Ray tasks per trial that train its reference models in parallel, each in a bundle of the
+    # trial's size inside the trial's placement group (raymia.sweep.reference_tasks); 0: the
+    # trial trains them itself, one after another.
+    reference_workers: int = 0
     ray_init: dict[str, Any] = field(default_factory=dict)
 
     def objective_list(self) -> list[Objective]:
@@ -118,6 +124,13 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
     if settings.trial_timeout is not None and not 0 < settings.trial_timeout < 1e9:
         raise ConfigError(
             f"--trial-timeout {settings.trial_timeout}: expected seconds > 0 (and < 1e9)"
+        )
+    workers = settings.reference_workers
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise ConfigError(f"--reference-workers {quote(workers)}: expected an integer")
+    if not 0 <= workers <= MAX_REFERENCE_WORKERS:
+        raise ConfigError(
+            f"--reference-workers {workers}: expected an integer from 0 to {MAX_REFERENCE_WORKERS}"
         )
     if settings.max_concurrent is not None and settings.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent {settings.max_concurrent}: expected >= 1")

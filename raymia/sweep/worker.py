@@ -263,6 +263,7 @@ def trial_row(params: dict[str, Any], pool: Any = None) -> dict[str, Any]:
     import ray
 
     from ..trial import run_trial
+    from .reference_tasks import in_trial_placement_group
 
     config, switched_off = trial_config(params)
     gpu_ids = ray.get_gpu_ids()
@@ -275,10 +276,12 @@ def trial_row(params: dict[str, Any], pool: Any = None) -> dict[str, Any]:
     config["device"] = "cuda" if gpu_ids and not logical else "cpu"
     resources = ray.get_runtime_context().get_assigned_resources()
     threads = max(1, int(resources.get("CPU", 1)))
-    rows = [
-        run_trial({**config, "seed": seed}, pool, threads=threads)
-        for seed in replicate_seeds(params)
-    ]
+    # with --reference-workers, reference models train as Ray tasks in this trial's bundles
+    with in_trial_placement_group():
+        rows = [
+            run_trial({**config, "seed": seed}, pool, threads=threads)
+            for seed in replicate_seeds(params)
+        ]
     scores = _replicate_scores(rows)
     for one in rows:
         del one["scores"]
