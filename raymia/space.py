@@ -1,6 +1,6 @@
 """Search-space files: which mechanisms a sweep varies, and how.
 
-A search space is a YAML file (see search_spaces/ for the three shipped ones):
+A search space is a YAML file (see search_spaces/ for the shipped ones):
 
 ```yaml
 trial:              # fixed trial settings: any TrialConfig key except `mechanisms`

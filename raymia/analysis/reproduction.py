@@ -20,8 +20,16 @@ the numbers that bear on it and whether they reproduce it, by these rules (means
    is within about twice what chance alone gives (+1).
 
 Findings 1-3 are judged against the nulls too: a raised advantage must also clear its null,
-and every table counts the trials whose leakage clears a null (``leaks``). A last section
-states the measured size of the nulls.
+and every table counts the trials whose leakage clears a null (``leaks``). A section states
+the measured size of the nulls. Where the rows have them, the tables add the strong attacks'
+advantages (``rmia_adv``, ``rmia_online_adv``, ``lira_online_adv``) and the canaries' TPR at
+1% FPR (pooled over seeds, with its exact interval).
+
+Give it the sweep of `search_spaces/canaries.yaml` too, and a last section sets each defence
+beside DP-SGD at equal accuracy on canary leakage (`analysis/defences.py`, after Aerni, Zhang
+& Tramer 2024). A canary trial's model also trains on mislabeled images, so the findings read
+the trials without canaries (all trials when every one has canaries) and the last section
+the trials with them.
 
 Writes Markdown to FILE (default: the first DIR's ``reproduction.md``).
 """
@@ -35,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 from raymia.analysis import common
-from raymia.analysis.mechanisms import mechanism_summary
+from raymia.analysis.defences import canary_configurations, defences_markdown
+from raymia.analysis.mechanisms import SETTINGS, mechanism_summary
 from raymia.errors import AnalysisError, ResultsError
 from raymia.labels import add_labels
 from raymia.metrics import null_advantage
@@ -50,22 +59,53 @@ def _rows(summary: pd.DataFrame, prefix: str) -> pd.DataFrame:
     return summary[keep & summary["kind"].isin(["baseline", "single"])]
 
 
+#: The strong attacks whose advantage the tables show beside the loss attack's, when measured.
+STRONG_ATTACKS = ("rmia", "rmia_online", "lira_online")
+
+
+def _mean_std(row: pd.Series, metric: str) -> str:
+    return f"{fmt(row.get(f'{metric}_mean'))} ± {fmt(row.get(f'{metric}_std'))}"
+
+
+def _measured(rows: pd.DataFrame, column: str) -> bool:
+    """True when ``column`` is in ``rows`` with a finite value."""
+    return column in rows and bool(np.isfinite(pd.to_numeric(rows[column]).to_numpy(float)).any())
+
+
 def _table(rows: pd.DataFrame) -> str:
-    body = [
-        [
+    """Return the per-configuration table: accuracy, the best attack's and the loss attack's
+    advantage, each strong attack's (`STRONG_ATTACKS`) and the canaries' TPR at 1% FPR
+    (``canary``: pooled over seeds, exact interval; `raymia.analysis.defences`) where the
+    rows have them, DtC's, the null and the count of trials that leak."""
+    strong = [a for a in STRONG_ATTACKS if _measured(rows, f"{a}_adv_mean")]
+    canary = _measured(rows, "canary_tpr")
+    body = []
+    for _, r in rows.iterrows():
+        cells = [
             r["config"],
             int(r["n"]),
-            f"{fmt(r['test_acc_mean'])} ± {fmt(r['test_acc_std'])}",
-            f"{fmt(r['adv_mean'])} ± {fmt(r['adv_std'])}",
-            f"{fmt(r['loss_adv_mean'])} ± {fmt(r['loss_adv_std'])}",
-            f"{fmt(r['dtc_adv_mean'])} ± {fmt(r['dtc_adv_std'])}",
+            _mean_std(r, "test_acc"),
+            _mean_std(r, "adv"),
+            _mean_std(r, "loss_adv"),
+            *[_mean_std(r, f"{a}_adv") for a in strong],
+        ]
+        if canary:
+            value = r.get("canary_tpr")
+            cells.append(
+                f"{fmt(value)} [{fmt(r['canary_lo'])}, {fmt(r['canary_hi'])}]"
+                if value is not None and np.isfinite(value)
+                else "-"
+            )
+        cells += [
+            _mean_std(r, "dtc_adv"),
             fmt(r.get("adv_null_q95_mean")),
             f"{r['leaks']}/{int(r['n'])}",
         ]
-        for _, r in rows.iterrows()
-    ]
-    header = ["configuration", "n", "test_acc", "adv (best attack)", "loss_adv", "dtc_adv"]
-    header += ["adv null q95", "leaks"]
+        body.append(cells)
+    header = ["configuration", "n", "test_acc", "adv (best attack)", "loss_adv"]
+    header += [f"{a}_adv" for a in strong]
+    header += ["canary TPR at 1% FPR"] if canary else []
+    header += ["dtc_adv", "adv null q95", "leaks"]
     return markdown_table(header, body)
 
 
@@ -81,6 +121,8 @@ def label_smoothing(summary: pd.DataFrame) -> tuple[str, str]:
     base = summary[summary["kind"] == "baseline"].iloc[0]
     bar = base["adv_mean"] + (base["adv_std"] if np.isfinite(base["adv_std"]) else 0.0)
     ls = rows[rows["kind"] == "single"]
+    if ls.empty:
+        return "not measured", "No label-smoothing trial was given (run paper.yaml)."
     raised = ls[(ls["adv_mean"] > bar) & (ls["adv_mean"] > ls.apply(_null_bar, axis=1))]
     verdict = "reproduced" if len(raised) else "not reproduced"
     text = f"Baseline mean adv {fmt(base['adv_mean'])} (+1 sd = {fmt(bar)}). " + (
@@ -98,6 +140,8 @@ def dp_sgd(summary: pd.DataFrame) -> tuple[str, str]:
     rows = _rows(summary, "dp_noise")
     base = summary[summary["kind"] == "baseline"].iloc[0]
     dp = rows[rows["kind"] == "single"].copy()
+    if dp.empty:
+        return "not measured", "No DP-SGD trial was given (run paper.yaml)."
     dp["noise"] = dp["config"].str.extract(r"dp_noise=([0-9.]+)")[0].astype(float)
     strongest = dp.sort_values("noise").iloc[-1]
     lower_adv = strongest["adv_mean"] < base["adv_mean"]
@@ -246,12 +290,45 @@ def null_sizes(df: pd.DataFrame) -> str:
     return head + ":\n\n" + "\n".join(lines)
 
 
+def canary_trials(df: pd.DataFrame) -> pd.Series:
+    """Return which rows of ``df`` ran with canaries (``canary_members`` > 0), on its index."""
+    if "canary_members" not in df:
+        return pd.Series(False, index=df.index)
+    return pd.to_numeric(df["canary_members"], errors="coerce").fillna(0) > 0
+
+
+def with_canaries(summary: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``summary`` (`mechanism_summary` of ``df``) with each configuration's canary TPR
+    at 1% FPR, pooled over its seeds (`raymia.analysis.defences.canary_configurations`):
+    ``canary_tpr``, ``canary_lo``, ``canary_hi``; ``summary`` itself when no trial has it."""
+    configs = canary_configurations(df)
+    if configs.empty:
+        return summary
+    keys = ["config"] + [s for s in SETTINGS if s in summary.columns and s in configs.columns]
+    canary = configs[[*keys, "tpr", "lo", "hi"]].drop_duplicates(keys)
+    canary = canary.rename(columns={"tpr": "canary_tpr", "lo": "canary_lo", "hi": "canary_hi"})
+    return summary.merge(canary, on=keys, how="left")
+
+
+def defences_section(df: pd.DataFrame) -> str:
+    """Return the section comparing each defence with DP-SGD at equal accuracy on canaries
+    (`raymia.analysis.defences`), or a line saying why it is not measured."""
+    try:
+        return defences_markdown(df)
+    except AnalysisError as err:
+        return f"Not measured: {err}."
+
+
 def main(argv: list[str]) -> int:
     parser = common.make_parser("analysis/reproduction.py", __doc__)
     parser.add_argument("--out", metavar="FILE", help="Markdown output file")
     args = parser.parse_args(argv)
-    df = add_labels(common.load_sweeps(args.dirs))
-    summary = mechanism_summary(df)
+    everything = add_labels(common.load_sweeps(args.dirs))
+    # A canary trial's model also trains on mislabeled images: the findings read the other
+    # trials where there are any, the canary section the canary trials.
+    canaries = canary_trials(everything)
+    df = everything[~canaries] if len(ok_trials(everything[~canaries])) else everything
+    summary = with_canaries(mechanism_summary(df), df)
     if not (summary["kind"] == "baseline").any():
         raise AnalysisError("no baseline trial (no mechanism on) in these sweeps; run paper.yaml")
     findings = [
@@ -261,10 +338,13 @@ def main(argv: list[str]) -> int:
         ("DtC still separates members where the attacks fail", dtc_where_attacks_fail(df)),
     ]
     ok = ok_trials(df)
+    apart = len(ok_trials(everything)) - len(ok)
     lines = [
         "# Reproducing Kaya, Hong & Dumitras (2020) on digits",
         "",
-        f"{len(ok)} completed trials from {', '.join(map(str, args.dirs))}; data set(s) "
+        f"{len(ok)} completed trials from {', '.join(map(str, args.dirs))}"
+        + (f" (and {apart} with canaries, read by the last section alone)" if apart else "")
+        + "; data set(s) "
         f"{', '.join(sorted(ok['dataset'].unique()))}, seeds "
         f"{', '.join(map(str, sorted(ok['seed'].unique())))}. Written by "
         "`analysis/reproduction.py`; means ± standard deviations over seeds.",
@@ -288,6 +368,13 @@ def main(argv: list[str]) -> int:
         "## The size of the nulls",
         "",
         null_sizes(df),
+        "",
+        "## Defences against DP-SGD at equal accuracy, on canaries",
+        "",
+        "After Aerni, Zhang & Tramer (2024), from the trials run with canaries "
+        "(`search_spaces/canaries.yaml`; `analysis/defences.py` gives the rules).",
+        "",
+        defences_section(everything[canaries] if canaries.any() else everything),
         "",
     ]
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "reproduction.md"
