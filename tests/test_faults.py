@@ -170,6 +170,7 @@ def _sweep_dir(tmp_path: Path, space: Path) -> Path:
         ("garbage_parquet", "trials.parquet: not a readable Parquet file"),
         ("garbage_journal", "optuna.journal: damaged Optuna journal (line"),
         ("truncate_journal", "optuna.journal"),
+        ("missing_journal", "optuna.journal: missing, but trials.parquet has 2 rows"),
     ],
 )
 def test_damaged_files_are_named_on_resume_never_read_as_empty(
@@ -184,6 +185,8 @@ def test_damaged_files_are_named_on_resume_never_read_as_empty(
     elif damage == "garbage_journal":
         with open(journal, "a") as f:
             f.write("{not json\n")
+    elif damage == "missing_journal":
+        journal.unlink()
     else:
         lines = journal.read_text().splitlines(keepends=True)
         journal.write_text("".join(lines[: len(lines) // 2]))

@@ -33,7 +33,8 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
 
     Optuna skips a journal line it cannot parse and reads a truncated journal as a shorter
     study; either would quietly lose trials on resume, so every line must be JSON and the
-    study must know at least as many finished trials as trials.parquet has rows.
+    study must know at least as many finished trials as trials.parquet has rows (a missing
+    journal beside rows is refused too).
     """
     import optuna
     from optuna.storages import JournalStorage
@@ -41,6 +42,12 @@ def check_journal(out_dir: Path, finished_rows: int = 0) -> None:
 
     path = out_dir / JOURNAL_FILE
     if not path.exists():
+        if finished_rows:  # a row lands only after Optuna recorded its trial in the journal
+            raise ConfigError(
+                f"{path}: missing, but trials.parquet has {finished_rows} rows; the search "
+                "would start over without the trials it ran (copy the journal back with the "
+                "directory)"
+            )
         return
     _check_records(path)  # damage is refused before a torn last line is cut off
     dropped = repair_torn_line(path)
