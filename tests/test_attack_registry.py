@@ -44,7 +44,7 @@ def test_the_options_model_is_the_registry():
     general ones; with the declared defaults and bounds."""
     fields = attack_options_model().model_fields
     declared = {n: s for a in REGISTRY.values() for n, s in a.options.items()}
-    general = ["shadow_calibration", "n_bootstrap", "n_permutations"]
+    general = ["shadow_calibration", "n_bootstrap", "n_permutations", "canaries"]
     assert list(fields) == [*declared, *general]
     for name, setting in declared.items():
         assert fields[name].default == setting.default and fields[name].annotation is setting.type

@@ -239,5 +239,6 @@ def test_a_trial_on_declared_logical_gpus_trains_on_the_cpu_and_says_so(monkeypa
     monkeypatch.setattr(ray, "get_runtime_context", _Context)
     monkeypatch.setattr(raymia.trial, "run_trial", run_trial)
     row = worker.trial_row({"trial": {"epochs": 1}, "seed": 0, "mechanisms": {}})
+    assert not ray.is_initialized(), "a trial run outside Ray started a Ray of its own"
     assert seen["device"] == "cpu"
     assert row["device"] == LOGICAL_GPU_DEVICE

@@ -204,12 +204,14 @@ class BundleRunner:
 def in_trial_placement_group() -> Iterator[None]:
     """Within the block, `raymia.attacks.reference.train_jobs` trains its jobs as Ray tasks in
     bundles 1.. of the placement group this trial runs in, when it has more bundles than the
-    trial's own (a sweep with --reference-workers); otherwise nothing changes."""
+    trial's own (a sweep with --reference-workers); otherwise nothing changes. Outside Ray
+    (a trial run in-process) it asks Ray nothing: Ray's API would start a Ray of its own."""
+    import ray
     from ray.util import get_current_placement_group
 
     from ..attacks.reference import training_jobs_run_by
 
-    group = get_current_placement_group()
+    group = get_current_placement_group() if ray.is_initialized() else None
     count = len(group.bundle_specs) if group is not None else 0
     if count < 2:
         yield
