@@ -66,7 +66,14 @@ def test_ray_tasks_in_the_trials_bundles_train_the_same_models_bit_for_bit(small
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     config = TrialConfig.model_validate(CONFIG)
-    serial = _states(_models(small_digits, config))
+    # 1 thread, as each bundle's worker trains (an earlier test may have left torch with more:
+    # run_trial sets the process's threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = _states(_models(small_digits, config))
+    finally:
+        torch.set_num_threads(threads)
 
     def trial(splits, config):  # bundle 0, as Tune runs a trial (child tasks captured)
         from raymia.attacks import reference
