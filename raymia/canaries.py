@@ -38,20 +38,6 @@ __all__ = [
     "draw_canaries",
 ]
 
-#: The row's canary columns, in order; all None when canaries are off.
-COLUMNS = (
-    "canary_members",
-    "canary_non_members",
-    "canary_attack",
-    "canary_tpr_at_1pct",
-    "canary_tpr_at_1pct_lo",
-    "canary_tpr_at_1pct_hi",
-    "canary_tpr_at_0p1pct",
-    "canary_tpr_at_0p1pct_lo",
-    "canary_tpr_at_0p1pct_hi",
-    "canary_auc",
-    "canary_adv",
-)
 #: The most canaries a trial may ask for (`attacks.canaries`).
 MAX_CANARIES = 10_000
 #: The fewest test images left for `test_acc` once the canaries are drawn.
@@ -68,6 +54,13 @@ _METRICS = (
     "tpr_at_0p1pct_hi",
     "auc",
     "adv",
+)
+#: The row's canary columns, in order; all None when canaries are off.
+COLUMNS = (
+    "canary_members",
+    "canary_non_members",
+    "canary_attack",
+    *(f"canary_{metric}" for metric in _METRICS),
 )
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..config import TrialConfig
-from ..data import MIN_CALIBRATION, DatasetInfo, Split, check_reference_size
+from ..data import MIN_CALIBRATION, DatasetInfo, Split, check_reference_size, concat_splits
 from ..errors import ConfigError, DataError
 from ..train import resolve_device, train_model, untrained_model
 from .registry import REGISTRY, ReferenceSet
@@ -302,11 +302,7 @@ def train_online_models(
         len(scored), len(reference), n_trained, n_held_out, k, config.seed
     )
     extra = reference.take(pool_rows)
-    pool = Split(
-        torch.cat([scored.x, extra.x]),
-        torch.cat([scored.y, extra.y]),
-        np.r_[scored.indices, extra.indices],
-    )
+    pool = concat_splits(scored, extra)
     held_out = reference.take(held_rows)
     jobs = [
         TrainingJob(
