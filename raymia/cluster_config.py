@@ -29,9 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import ClusterConfigError
+from .errors import ClusterConfigError, ConfigError, read_text_file, show_path
 
 __all__ = ["ClusterConfigError", "validate_cluster_config"]
 
@@ -52,22 +50,16 @@ def _schema_problem(error: Any) -> str:
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
-    """Read the YAML mapping at `path`, raising ClusterConfigError on a missing or bad file."""
+    """Read the YAML mapping at `path`, raising ClusterConfigError (one line naming the file)
+    on a file that cannot be read or is not text (`read_text_file`), malformed YAML, an alias
+    bomb or a document nested too deeply (`parse_yaml`), or a top level that is no mapping."""
+    from .config import parse_yaml
+
+    text = read_text_file(path, ClusterConfigError, what="cluster config (YAML)")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise _fail(path, "cluster config file not found") from None
-    except OSError as e:
-        raise _fail(path, f"cannot read cluster config: {e.strerror or e}") from None
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = ""
-        mark = getattr(e, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(e, "problem", None) or str(e)
-        raise _fail(path, f"invalid YAML{where}: {problem}") from None
+        config = parse_yaml(text, show_path(path))
+    except ConfigError as err:
+        raise ClusterConfigError(str(err)) from None
     if not isinstance(config, dict):
         raise _fail(path, f"expected a YAML mapping at the top level, got {type(config).__name__}")
     return config

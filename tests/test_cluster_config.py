@@ -102,15 +102,42 @@ def test_head_node_type_not_in_available_node_types_fails(tmp_path):
 def test_missing_file_names_the_path(tmp_path):
     path = tmp_path / "nowhere" / "cluster.yaml"
     message = _message(path)
-    assert "not found" in message
+    assert "no such file" in message
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "cluster.yaml"
     path.write_text("cluster_name: raymia\nprovider: {type: aws\n")
     message = _message(path)
-    assert "invalid YAML" in message
+    assert "malformed YAML" in message
     assert "line" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "holds NUL bytes"),
+        (b"cluster_name: r\xe9mia\n", "not UTF-8 text"),
+        (
+            b"a: &a [x, x, x, x, x, x, x, x, x]\n"
+            + b"".join(
+                f"{k}: &{k} [*{j}, *{j}, *{j}, *{j}, *{j}, *{j}, *{j}, *{j}, *{j}]\n".encode()
+                for j, k in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "alias",
+        ),
+        (None, "is a directory"),
+    ],
+)
+def test_unreadable_cluster_configs_are_one_line(tmp_path, content, expected):
+    path = tmp_path / "cluster.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    message = _message(path)
+    assert expected in message and str(path) in message and "\n" not in message
+    assert len(message) < 400
 
 
 def test_missing_provider_fails(tmp_path):
