@@ -168,3 +168,18 @@ def test_reference_workers_read_back_from_sweep_json_are_checked(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps(settings))
     with pytest.raises(Exception, match=r"reference_workers = '2': expected int"):
         load_settings(tmp_path)
+
+
+def test_reference_workers_for_trials_without_reference_models_are_refused(tmp_path, capsys):
+    # each trial would hold two bundles of CPUs that nothing uses
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "trial: {attacks: {shadow_calibration: false}}\n"
+        "mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
+    )
+    out = tmp_path / "out"
+    code = main(["sweep", "--space", str(space), "--out", str(out), "--reference-workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--reference-workers 2: " in err and "trains no reference models" in err
+    assert not out.exists()

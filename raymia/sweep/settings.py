@@ -96,6 +96,7 @@ class SweepSettings:
 def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
     """Raise ConfigError (one line) for any setting that cannot work, before anything runs."""
     from ..attacks import REGISTRY as ATTACKS
+    from ..attacks.reference import online_model_count, reference_model_count
     from ..config import TrialConfig
     from ..trial import objective_columns
 
@@ -139,6 +140,12 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
     except ValueError as err:
         raise ConfigError(f"--objectives: {err}") from None
     trial = TrialConfig.model_validate(space.trial)
+    if workers and not reference_model_count(trial.attacks) + online_model_count(trial.attacks):
+        # each trial would hold P bundles of CPUs that nothing uses
+        raise ConfigError(
+            f"--reference-workers {workers}: {space.path} trains no reference models (no "
+            "shadow calibration, LiRA reference models or online models); use 0"
+        )
     dtc_on = trial.dtc.enabled
     known = objective_columns()
     for objective in objectives:
