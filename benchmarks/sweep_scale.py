@@ -28,7 +28,7 @@ from common import require_completed, scratch
 COLUMNS = 125  # metric columns of the synthetic row (about 130 with the leading ones)
 
 
-def synthetic_trainable(params: dict, pool: object = None) -> None:
+def synthetic_trainable(params: dict, pool: object = None, timeout: float | None = None) -> None:
     """A millisecond trial: a row of the real row's width, seeded by the parameters."""
     from ray import tune
 

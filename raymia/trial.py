@@ -15,7 +15,7 @@ import torch
 from . import __version__
 from .attacks import REGISTRY as ATTACKS
 from .attacks.reference import online_model_count, reference_model_count
-from .canaries import draw_canaries
+from .canaries import Canaries, draw_canaries
 from .config import TrialConfig, parse_trial_config
 from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
 from .measure import measure_privacy
@@ -82,6 +82,28 @@ def _git_sha() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
+def prepare_data(
+    config: TrialConfig, data: Splits | Pool | None = None
+) -> tuple[Splits, Canaries | None]:
+    """Return a trial's splits and canaries (None when off), drawn by `config.seed` from
+    `data` (see `resolve_splits`), after every check that needs no training: the splits fit
+    the data set, the reference set fits the reference models, the canaries fit the test
+    split, the online models are not 1. Raises DataError or ConfigError (one line) otherwise.
+
+    A sweep calls it on the driver with the space's trial settings, so a trial that no seed
+    could run is refused before any starts (sizes do not depend on the seed).
+    """
+    splits = resolve_splits(config, data)
+    online_model_count(config.attacks)  # refuses 1 before training the target
+    if reference_model_count(config.attacks):
+        # Fail before training the target, not after it.
+        check_reference_size(len(splits.reference), len(splits.members), len(splits.held_out))
+    canaries = draw_canaries(
+        splits.test, config.attacks.canaries, splits.info.num_classes, config.seed
+    )
+    return splits, canaries
+
+
 def run_trial(
     config: TrialConfig | dict[str, Any],
     data: Splits | Pool | None = None,
@@ -108,14 +130,7 @@ def run_trial(
         config = parse_trial_config(config)
     if threads:
         torch.set_num_threads(threads)
-    splits = resolve_splits(config, data)
-    online_model_count(config.attacks)  # refuses 1 before training the target
-    if reference_model_count(config.attacks):
-        # Fail before training the target, not after it.
-        check_reference_size(len(splits.reference), len(splits.members), len(splits.held_out))
-    canaries = draw_canaries(
-        splits.test, config.attacks.canaries, splits.info.num_classes, config.seed
-    )
+    splits, canaries = prepare_data(config, data)
     device = resolve_device(config.device)
     members = splits.members
     # The target trains on every member (and the member canaries); its mechanisms' side data

@@ -16,7 +16,7 @@ from raymia.sweep.run import run_sweep
 from raymia.sweep.settings import SweepSettings
 
 
-def quick_trainable(params: dict, pool: object = None) -> None:
+def quick_trainable(params: dict, pool: object = None, timeout: float | None = None) -> None:
     """A millisecond trial with finite objectives."""
     from ray import tune
 

@@ -100,7 +100,7 @@ def test_a_head_without_gpus_leaves_the_check_to_the_trials(ray_session, no_cuda
 MEETING = ""
 
 
-def meeting_trainable(params, pool=None):
+def meeting_trainable(params, pool=None, timeout=None):
     """Holds its share of the GPU until all four trials hold theirs (or 90 s pass); reports
     on which GPU it ran and whether it met the other three."""
     import ray

@@ -67,7 +67,7 @@ def ray_session():
         yield
 
 
-def stopping_trainable(params, pool=None):
+def stopping_trainable(params, pool=None, timeout=None):
     """A quick trial; the second one started stops the driver (SIGTERM) before it reports."""
     from ray import tune
 

@@ -203,13 +203,13 @@ def light_run_trial(config, data=None, *, threads=None):
     return row
 
 
-def light_trainable(params, pool=None):
+def light_trainable(params, pool=None, timeout=None):
     """The real trainable, every run_trial swapped for `light_run_trial`."""
     import raymia.trial
     from raymia.sweep.worker import trainable
 
     raymia.trial.run_trial = light_run_trial
-    return trainable(params, pool)
+    return trainable(params, pool, timeout)
 
 
 @pytest.mark.slow

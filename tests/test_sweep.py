@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -23,6 +24,17 @@ TINY_SPACE = tiny_space()
 OBJECTIVES = ["test_acc", "adv", "dtc_adv"]
 
 
+class Records(logging.Handler):
+    """Keeps the messages a logger emits."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     """A local Ray with 4 logical CPUs and 1 logical GPU, in a temp dir of its own."""
@@ -40,8 +52,16 @@ def space(tmp_path) -> Path:
 @pytest.mark.slow
 def test_four_trial_sweep_end_to_end(ray_session, space, tmp_path, capsys):
     out = tmp_path / "sweep"
-    code = main(["sweep", "--space", str(space), "--out", str(out), "--max-concurrent", "2"])
+    tune_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    heard = Records()
+    tune_logger.addHandler(heard)
+    try:
+        code = main(["sweep", "--space", str(space), "--out", str(out), "--max-concurrent", "2"])
+    finally:
+        tune_logger.removeHandler(heard)
     assert code == 0
+    # Tune's per-trial files are off on purpose: no warning per trial that they are missing
+    assert not [m for m in heard.messages if "Failed to fetch metrics" in m], heard.messages
     df = load_results(out)
     assert len(df) == 4 and df["trial_id"].is_unique
     assert (df["status"] == "ok").all()
@@ -71,7 +91,7 @@ def test_four_trial_sweep_end_to_end(ray_session, space, tmp_path, capsys):
     assert (out / "optuna.journal").exists() and (out / "sweep.json").exists()
 
 
-def flaky_trainable(params, pool=None):
+def flaky_trainable(params, pool=None, timeout=None):
     """Fails for dropout 0.1, diverges for dropout 0.2, else runs the real trial."""
     from raymia.sweep.worker import trainable  # in the worker: the real one
     from raymia.train import TrainingDiverged
@@ -81,7 +101,7 @@ def flaky_trainable(params, pool=None):
         raise RuntimeError("injected failure for the test")
     if dropout == 0.2:
         raise TrainingDiverged("training loss became nan in epoch 1")
-    return trainable(params, pool)
+    return trainable(params, pool, timeout)
 
 
 @pytest.mark.slow
@@ -132,6 +152,9 @@ def _listing(path: Path) -> dict[str, float]:
         (["--space", "{range}"], "is out of range"),
         (["--space", "{grid}", "--search", "random"], "run it with --search grid"),
         (["--space", "{grid}", "--search", "optuna"], "run it with --search grid"),
+        # what no trial could run is refused before Ray starts, not once per trial
+        (["--space", "{canaries}"], "canaries.yaml: trial: attacks.canaries = 2000"),
+        (["--space", "{members}"], "members.yaml: trial: "),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_dir_alone(args, expected, tmp_path, capsys):
@@ -141,6 +164,8 @@ def test_bad_input_is_one_line_exit_2_and_leaves_dir_alone(args, expected, tmp_p
         "unknown": "mechanisms:\n  labl_smoothing: {uniform: [0, 0.1]}\n",
         "range": "mechanisms:\n  label_smoothing: {uniform: [0, 1.5]}\n",
         "grid": "grid:\n  - {}\n  - {dropout: 0.1}\n",
+        "canaries": "trial: {attacks: {canaries: 2000}}\nmechanisms:\n  dropout: {choice: [0.1]}\n",
+        "members": "trial: {members: 100000}\nmechanisms:\n  dropout: {choice: [0.1]}\n",
     }
     for name, text in spaces.items():
         (tmp_path / f"{name}.yaml").write_text(text)
@@ -208,7 +233,7 @@ def test_excess_objective_needs_the_null(tmp_path):
     check_settings(settings, load_space(path))
 
 
-def nan_trainable(params, pool=None):
+def nan_trainable(params, pool=None, timeout=None):
     """A millisecond trial: NaN accuracy for dropout 0.2, finite objectives otherwise."""
     from ray import tune
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from local_ray import local_ray
 
 from raymia import deadline
 from raymia.sweep.run import run_sweep
@@ -19,7 +20,7 @@ from raymia.sweep.worker import guarded_row
 CALLS_ENV = "RAYMIA_TEST_CALLS"
 
 GRID_SPACE = """
-trial: {epochs: 1, members: 150, non_members: 150, reference: 200}
+trial: {epochs: 1, members: 150, non_members: 150, reference: 300}
 seeds: [0]
 grid:
   - {dropout: 0.0}   # loops in raymia's own code: stops at its next deadline check
@@ -45,13 +46,11 @@ def _behave(params: dict, pool: object = None) -> dict:
     return {"status": "ok", "test_acc": 0.9, "adv": 0.1, "dtc_adv": 0.05, "dropout": dropout}
 
 
-def timing_trainable(params: dict, pool: object = None) -> None:
+def timing_trainable(params: dict, pool: object = None, timeout: float | None = None) -> None:
     """The sweep's trainable, with `_behave` as the trial."""
     from ray import tune
 
-    from raymia.sweep.worker import trial_timeout
-
-    tune.report(guarded_row(_behave, params, pool, trial_timeout()))
+    tune.report(guarded_row(_behave, params, pool, timeout))
 
 
 @pytest.mark.slow
@@ -73,10 +72,11 @@ def test_hung_trials_end_as_timeout_rows_and_only_crashes_are_retried(tmp_path, 
         search="grid",
         max_concurrent=1,
         trial_timeout=2.0,
-        ray_init={"num_cpus": 2},  # its own Ray: the time limit travels in the runtime_env
     )
     started = time.monotonic()
-    df = run_sweep(settings)
+    # a Ray the caller started (as a notebook would): the time limit holds there too
+    with local_ray(2):
+        df = run_sweep(settings)
     elapsed = time.monotonic() - started
     status = dict(zip(df["dropout"], df["status"], strict=True))
     assert status == {0.0: "timeout", 0.1: "failed", 0.3: "timeout", 0.2: "ok"}

@@ -8,6 +8,7 @@ callback (`raymia.sweep.recorder`) writes every finished or failed trial as it l
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrialConfig
-from ..errors import ConfigError, SweepStopped, directory_problem, show_path
+from ..data import Pool, load_pool
+from ..errors import ConfigError, DataError, SweepStopped, directory_problem, show_path
 from ..results import TrialsWriter, compact_trials, load_results
 from ..space import SearchSpace, load_space
 from ..storage import is_uri, mirroring, open_sweep
+from ..trial import prepare_data
 from .capacity import sweep_capacity
 from .disk import disk_full
 from .journal import JOURNAL_FILE, STUDY_NAME, check_journal, finite_optuna_search
@@ -125,6 +128,14 @@ def _searcher(settings: SweepSettings, space: SearchSpace, out_dir: Path, max_co
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
+#: Ray settings of a local Ray the sweep starts itself. Ray starts one idle worker per CPU when
+#: the first driver connects, and its ``ray.init`` waits for them; they carry no runtime_env,
+#: and every worker of a sweep carries one (the job's `worker_runtime_env`, and Tune gives its
+#: trial actors their own), so Ray never hands them a trial: they only compete for the CPUs
+#: while the trials' own workers start. (`benchmarks/quick_start.py` measures the start.)
+OWN_RAY_SYSTEM_CONFIG = {"prestart_worker_first_driver": False}
+
+
 def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
     """Connect to (or start) Ray; return (whether this call must shut it down, its temp dir)."""
     import ray
@@ -133,14 +144,13 @@ def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
         return False, None
     # every worker imports the installed raymia, whatever folder the driver runs in
     ray_init = {**settings.ray_init}
-    ray_init["runtime_env"] = worker_runtime_env(
-        ray_init.get("runtime_env"), settings.trial_timeout
-    )
+    ray_init["runtime_env"] = worker_runtime_env(ray_init.get("runtime_env"))
     if settings.address:
         ray.init(address=settings.address, log_to_driver=True, **ray_init)
         return True, None
     # A local Ray of our own: its own temp dir, no dashboard, nothing shared with other Rays.
     temp_dir = tempfile.mkdtemp(prefix="raymia-ray-", dir="/tmp")
+    ray_init["_system_config"] = {**OWN_RAY_SYSTEM_CONFIG, **ray_init.get("_system_config", {})}
     ray.init(
         _temp_dir=temp_dir,
         include_dashboard=False,
@@ -151,6 +161,21 @@ def _init_ray(settings: SweepSettings) -> tuple[bool, str | None]:
     return True, temp_dir
 
 
+def _load_data(space: SearchSpace) -> Pool:
+    """Return the data set the space's trials draw from, once every trial of the space could
+    run on it: what none could (splits, reference set or canaries too large for the data set)
+    is refused in one line (ConfigError naming the space, or DataError for data that cannot be
+    loaded) before Ray starts or DIR is written, not once per trial (sizes do not depend on the
+    seed or the mechanisms)."""
+    trial = TrialConfig.model_validate(space.trial)
+    pool = load_pool(trial.dataset, trial.data_root, trial.download)
+    try:
+        prepare_data(trial, pool)
+    except DataError as err:
+        raise ConfigError(f"{space.path}: trial: {err}") from None
+    return pool
+
+
 def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     """Run (or resume) a sweep and return the results DataFrame.
 
@@ -159,6 +184,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     """
     space = load_space(settings.space)
     check_settings(settings, space)
+    pool = _load_data(space)
     # a local directory, or the staging copy of a sweep at a storage URI (`raymia.storage`)
     out_dir, mirror = open_sweep(settings.out, resume)
     if problem := directory_problem(out_dir):  # e.g. --out names a file
@@ -177,7 +203,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     cwd = os.getcwd()
     try:
         with mirroring(mirror):  # rows reach the URI as they land, and all at the end
-            return _run(settings, space, out_dir, resume)
+            return _run(settings, space, out_dir, resume, pool)
     finally:
         os.chdir(cwd)
         if started_ray:
@@ -188,19 +214,17 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: bool) -> Any:
+def _run(
+    settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: bool, pool: Pool
+) -> Any:
     from ray import tune
 
-    from ..data import load_pool
-
-    trial_defaults = TrialConfig.model_validate(space.trial)
     # what the cluster can hold (the autoscaler's node types), not only what is up now
     capacity = sweep_capacity(
         settings.cpus_per_trial, settings.gpus_per_trial, 1 + settings.reference_workers
     )
     check_driver_gpus(settings.gpus_per_trial)
     max_concurrent = settings.max_concurrent or capacity.max_concurrent
-    pool = load_pool(trial_defaults.dataset, trial_defaults.data_root, trial_defaults.download)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -223,7 +247,10 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
     resources = trial_resources(
         settings.cpus_per_trial, settings.gpus_per_trial, settings.reference_workers
     )
-    fn = tune.with_resources(tune.with_parameters(trainable, pool=pool), resources)
+    # the trial's time limit travels with the trainable, whoever started Ray
+    fn = tune.with_resources(
+        tune.with_parameters(trainable, pool=pool, timeout=settings.trial_timeout), resources
+    )
     run_config = tune.RunConfig(
         name=TUNE_NAME,
         storage_path=settings.out if is_uri(settings.out) else str(out_dir),
@@ -272,7 +299,7 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
             ),
             run_config=run_config,
         )
-    with _sigterm_stops_gracefully():
+    with _sigterm_stops_gracefully(), _no_per_trial_metric_files_warning():
         tuner.fit()
     stopped = disk_full()
     if stopped:
@@ -283,6 +310,27 @@ def _run(settings: SweepSettings, space: SearchSpace, out_dir: Path, resume: boo
 
         return pd.DataFrame()  # stopped before its first row: resumable like any other stop
     return load_results(out_dir)
+
+
+class _NoMetricFilesWarning(logging.Filter):
+    """Drops Tune's end-of-fit warning that it found no result.json or progress.csv for its
+    trials: raymia turns those per-trial files off on purpose (its rows are the record), and
+    the warning lists every trial Tune still holds, one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to fetch metrics for")
+
+
+@contextlib.contextmanager
+def _no_per_trial_metric_files_warning() -> Iterator[None]:
+    """Silence `_NoMetricFilesWarning`'s warning while Tune runs the sweep."""
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    quiet = _NoMetricFilesWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ from ..mechanisms.registry import dp_sgd_precedence
 __all__ = [
     "SETUP_HOOK",
     "SPREAD_COLUMNS",
-    "TIMEOUT_ENV",
     "GPUUnusable",
     "LOGICAL_GPUS_ENV",
     "LOGICAL_GPU_DEVICE",
@@ -45,9 +44,6 @@ __all__ = [
     "use_installed_package",
     "worker_runtime_env",
 ]
-
-#: The environment variable that carries the sweep's --trial-timeout to its workers.
-TIMEOUT_ENV = "RAYMIA_TRIAL_TIMEOUT"
 
 #: Set to 1 in the environment of a Ray node whose GPUs are logical only (a test cluster that
 #: declares GPUs it does not have): trials given one train on the CPU and say so in `device`.
@@ -85,15 +81,9 @@ def use_installed_package() -> None:
         raise ImportError(f"raymia resolved to a folder, not the installed package: {raymia}")
 
 
-def worker_runtime_env(
-    runtime_env: dict[str, Any] | None = None, trial_timeout: float | None = None
-) -> dict[str, Any]:
-    """Return the sweep's Ray runtime_env: `runtime_env` (the caller's) with the setup hook
-    and, when given, the trials' time limit in seconds (read by `trainable`)."""
-    env = {**(runtime_env or {}), "worker_process_setup_hook": SETUP_HOOK}
-    if trial_timeout is not None:
-        env["env_vars"] = {**env.get("env_vars", {}), TIMEOUT_ENV: repr(float(trial_timeout))}
-    return env
+def worker_runtime_env(runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the sweep's Ray runtime_env: `runtime_env` (the caller's) with the setup hook."""
+    return {**(runtime_env or {}), "worker_process_setup_hook": SETUP_HOOK}
 
 
 def replicate_seeds(params: dict[str, Any]) -> list[int]:
@@ -355,15 +345,10 @@ def guarded_row(
     return row
 
 
-def trial_timeout() -> float | None:
-    """Return this worker's trial time limit in seconds (`TIMEOUT_ENV`), None when unset."""
-    value = os.environ.get(TIMEOUT_ENV)
-    return float(value) if value else None
-
-
-def trainable(params: dict[str, Any], pool: Any = None) -> None:
-    """Tune's function trainable: run one trial under the sweep's time limit and report its
-    row (a failure row for a trial's own failure; see `guarded_row`)."""
+def trainable(params: dict[str, Any], pool: Any = None, timeout: float | None = None) -> None:
+    """Tune's function trainable: run one trial under the sweep's time limit (`timeout`
+    seconds, --trial-timeout; None for none) and report its row (a failure row for a trial's
+    own failure; see `guarded_row`)."""
     from ray import tune
 
-    tune.report(guarded_row(trial_row, params, pool, trial_timeout()))
+    tune.report(guarded_row(trial_row, params, pool, timeout))
