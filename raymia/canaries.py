@@ -33,6 +33,7 @@ __all__ = [
     "COLUMNS",
     "MAX_CANARIES",
     "MIN_TEST_LEFT",
+    "OBJECTIVES",
     "Canaries",
     "canary_columns",
     "draw_canaries",
@@ -62,6 +63,15 @@ COLUMNS = (
     "canary_attack",
     *(f"canary_{metric}" for metric in _METRICS),
 )
+
+#: The canary columns a sweep may optimize, each with the fewest canaries (`attacks.canaries`)
+#: that measure it: a TPR at 1% (0.1%) FPR needs 100 (1,000) non-member canaries, half of them.
+OBJECTIVES = {
+    "canary_tpr_at_1pct": 200,
+    "canary_tpr_at_0p1pct": 2000,
+    "canary_auc": 2,
+    "canary_adv": 2,
+}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .attacks import REGISTRY as ATTACKS
 from .attacks.reference import online_model_count, reference_model_count
+from .canaries import OBJECTIVES as CANARY_OBJECTIVES
 from .canaries import Canaries, draw_canaries
 from .config import TrialConfig, parse_trial_config
 from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
@@ -29,8 +30,11 @@ _OBJECTIVES = ("test_acc", "train_acc", "adv", "adv_excess", "dtc_adv", "dtc_auc
 def objective_columns() -> frozenset[str]:
     """Return the result columns a sweep may optimize: accuracies, the best attack's and
     DtC's advantage (and their excess over the null), DtC's AUC, and each registered attack's
-    advantage, AUC and own columns (`loss_yeom_adv`), and the empirical epsilon `eps_lb`."""
-    return frozenset(_OBJECTIVES).union(OBJECTIVE_COLUMNS, *(a.columns() for a in ATTACKS.values()))
+    advantage, AUC and own columns (`loss_yeom_adv`), the empirical epsilon `eps_lb`, and the
+    leakage on canaries (`raymia.canaries.OBJECTIVES`, `canary_tpr_at_1pct`, ...)."""
+    return frozenset(_OBJECTIVES).union(
+        OBJECTIVE_COLUMNS, CANARY_OBJECTIVES, *(a.columns() for a in ATTACKS.values())
+    )
 
 
 def resolve_splits(config: TrialConfig, data: Splits | Pool | None = None) -> Splits:

@@ -165,3 +165,64 @@ def test_a_memorizing_target_leaks_its_canaries_and_dp_sgd_hides_them():
         f"{dp['canary_tpr_at_1pct']:.2f} [{dp['canary_tpr_at_1pct_lo']:.2f}, "
         f"{dp['canary_tpr_at_1pct_hi']:.2f}] (eps {dp['dp_epsilon']:.1f})"
     )
+
+
+@pytest.mark.parametrize(
+    ("canaries", "objective", "expected"),
+    [
+        (0, "canary_tpr_at_1pct:min", "canary_tpr_at_1pct needs trial.attacks.canaries >= 200"),
+        (100, "canary_tpr_at_1pct:min", "space.yaml sets 100"),
+        (
+            200,
+            "canary_tpr_at_0p1pct:min",
+            "canary_tpr_at_0p1pct needs trial.attacks.canaries >= 2000",
+        ),
+        (0, "canary_auc:min", "canary_auc needs trial.attacks.canaries >= 2"),
+    ],
+)
+def test_a_canary_objective_needs_enough_canaries(tmp_path, capsys, canaries, objective, expected):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        f"trial: {{attacks: {{canaries: {canaries}}}}}\n"
+        "mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
+    )
+    out = tmp_path / "out"
+    code = main(
+        ["sweep", "--space", str(space), "--out", str(out), "--objectives", f"acc:max,{objective}"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert expected in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_searches_against_the_canary_tpr(tmp_path):
+    from sweep_journal import sweep_study
+
+    from raymia.sweep.run import run_sweep
+    from raymia.sweep.settings import SweepSettings
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "trial: {epochs: 2, members: 150, non_members: 150, reference: 300, dtc: {enabled: false},"
+        " attacks: {canaries: 200, shadow_calibration: false, rmia_offline: 0, n_bootstrap: 0,"
+        " n_permutations: 0, merlin_neighbours: 5}}\n"
+        "mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
+    )
+    settings = SweepSettings(
+        space=str(space),
+        out=str(tmp_path / "out"),
+        samples=2,
+        search="random",
+        objectives="acc:max,canary_tpr_at_1pct:min",
+        max_concurrent=2,
+        ray_init={"num_cpus": 2},
+    )
+    df = run_sweep(settings)
+    assert len(df) == 2 and (df["status"] == "ok").all(), df.get("error")
+    assert df["canary_tpr_at_1pct"].between(0, 1).all()
+    study = sweep_study(tmp_path / "out")
+    # Optuna was told each trial's canary TPR as its second objective
+    told = sorted(t.values[1] for t in study.trials)
+    assert told == pytest.approx(sorted(df["canary_tpr_at_1pct"]))

@@ -97,6 +97,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
     """Raise ConfigError (one line) for any setting that cannot work, before anything runs."""
     from ..attacks import REGISTRY as ATTACKS
     from ..attacks.reference import online_model_count, reference_model_count
+    from ..canaries import OBJECTIVES as CANARY_OBJECTIVES
     from ..config import TrialConfig
     from ..trial import objective_columns
 
@@ -158,6 +159,12 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
             raise ConfigError(
                 f"--objectives: {objective.column} needs DtC, but {space.path} sets "
                 "trial.dtc.enabled: false"
+            )
+        needed = CANARY_OBJECTIVES.get(objective.column, 0)
+        if trial.attacks.canaries < needed:
+            raise ConfigError(
+                f"--objectives: {objective.column} needs trial.attacks.canaries >= {needed} "
+                f"(half of them non-members), but {space.path} sets {trial.attacks.canaries}"
             )
         if objective.column.endswith("_excess") and not trial.attacks.n_permutations:
             raise ConfigError(
