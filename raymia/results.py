@@ -37,7 +37,7 @@ Numpy scalars are accepted and stored as their Python equivalents.
 
 Every file carries the key/value metadata ``raymia_schema_version = "1"``.
 
-Nothing here imports Ray: the sweep driver calls `TrialsWriter.add` as trials finish, and the
+Nothing here imports Ray: the sweep driver calls `TrialsAppender.add` as trials finish, and the
 analysis scripts call `load_results`.
 """
 
@@ -67,11 +67,11 @@ __all__ = [
     "TRIALS_FILE",
     "ResultsError",
     "TrialsAppender",
-    "TrialsWriter",
     "compact_trials",
     "load_results",
     "load_scores",
     "ok_trials",
+    "recorded_rows",
     "scores_path",
     "write_scores",
     "write_trials",
@@ -132,51 +132,14 @@ def write_trials(out_dir: str | os.PathLike[str], rows: list[dict[str, Any]]) ->
     return path
 
 
-class TrialsWriter:
-    """The trials of one sweep directory, kept in memory and rewritten on disk at every change
-    (a sweep records with `TrialsAppender`, whose cost per trial does not grow).
+def recorded_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Scalar]]:
+    """Return the rows recorded in ``out_dir`` (``trials.parquet`` and its later parts, a later
+    row of a trial replacing the earlier one), [] for a directory without any.
 
-    ``TrialsWriter(out_dir)`` loads the rows of an existing ``out_dir/trials.parquet`` and its
-    parts (so a resumed sweep keeps its finished trials); a corrupt existing file raises
-    ResultsError rather than being silently overwritten. Not safe for concurrent writers on
-    one directory: the sweep driver owns it.
+    Raises ResultsError naming the file when one cannot be read: a resumed sweep checks its
+    rows before it writes anything, so a damaged file is never silently overwritten.
     """
-
-    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
-        self.out_dir = Path(out_dir)
-        self.path = self.out_dir / TRIALS_FILE
-        self._rows, self._through = _load_rows(self.out_dir)
-
-    @property
-    def rows(self) -> list[dict[str, Scalar]]:
-        """Copies of the current rows, in table order (loaded rows first, then added ones)."""
-        return [dict(row) for row in self._rows]
-
-    def trial_ids(self) -> list[str]:
-        """The trial ids of the current rows, in table order."""
-        return [str(row["trial_id"]) for row in self._rows]
-
-    def add(self, row: Mapping[str, Any]) -> Path:
-        """Add ``row``, replacing (in place) any row with the same trial_id, and rewrite the file.
-
-        Returns the path of the rewritten ``trials.parquet``. If the row is invalid or the write
-        fails, the in-memory rows and the file on disk are both left as they were.
-        """
-        trial_id = row.get("trial_id")
-        if not isinstance(trial_id, str) or not trial_id:
-            raise ValueError(f"row needs a non-empty str 'trial_id', got {trial_id!r}")
-        new_row = dict(row)
-        rows = list(self._rows)
-        for i, old in enumerate(rows):
-            if old.get("trial_id") == trial_id:
-                rows[i] = new_row
-                break
-        else:
-            rows.append(new_row)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_table(_trials_table(rows, self._through), self.path)
-        self._rows = rows
-        return self.path
+    return _load_rows(Path(out_dir))[0]
 
 
 class TrialsAppender:

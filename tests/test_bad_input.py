@@ -170,13 +170,13 @@ def test_data_root_that_is_a_file(tmp_path, capsys):
 
 def _sweep_dir(path: Path) -> Path:
     """Return a stopped sweep at `path`: sweep.json, space.yaml, one row, a journal line."""
-    from raymia.results import TrialsWriter
+    from raymia.results import write_trials
     from raymia.space import shipped_space
     from raymia.sweep.settings import SweepSettings, save_settings
 
     path.mkdir()
     save_settings(SweepSettings(space=str(shipped_space("frontier")), out=str(path)), path)
-    TrialsWriter(path).add({"trial_id": "t0", "status": "failed", "error": "x"})
+    write_trials(path, [{"trial_id": "t0", "status": "failed", "error": "x"}])
     (path / "optuna.journal").write_text('{"op_code": 0, "worker_id": "w"}\n')
     return path
 

@@ -17,7 +17,7 @@ from sweep_journal import trial_states
 from sweep_spaces import tiny_space
 
 from raymia.cli import main
-from raymia.results import TrialsWriter, load_results
+from raymia.results import load_results, write_trials
 
 TINY_SPACE = tiny_space(epochs=6)
 
@@ -146,9 +146,13 @@ def _sweep_dir(tmp_path: Path, space: Path) -> Path:
     out.mkdir()
     settings = {"space": str(space), "out": str(out), "samples": 4}
     (out / "sweep.json").write_text(json.dumps(settings))
-    writer = TrialsWriter(out)
-    writer.add({"trial_id": "a", "status": "ok", "seed": 0, "test_acc": 0.9})
-    writer.add({"trial_id": "b", "status": "ok", "seed": 0, "test_acc": 0.8})
+    write_trials(
+        out,
+        [
+            {"trial_id": "a", "status": "ok", "seed": 0, "test_acc": 0.9},
+            {"trial_id": "b", "status": "ok", "seed": 0, "test_acc": 0.8},
+        ],
+    )
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

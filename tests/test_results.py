@@ -18,9 +18,10 @@ from raymia.results import (
     SCORES_DIR,
     TRIALS_FILE,
     ResultsError,
-    TrialsWriter,
+    TrialsAppender,
     load_results,
     load_scores,
+    recorded_rows,
     scores_path,
     write_scores,
     write_trials,
@@ -175,60 +176,25 @@ def test_invalid_rows_raise_and_write_nothing(tmp_path: Path, rows: list, match:
     assert _leftovers(tmp_path) == []
 
 
-# --- TrialsWriter ----------------------------------------------------------------------------
+# --- recorded_rows ---------------------------------------------------------------------------
 
 
-def test_writer_add_replace_no_duplicates_and_reload(tmp_path: Path) -> None:
-    writer = TrialsWriter(tmp_path)
-    assert writer.rows == [] and writer.trial_ids() == []
-
-    writer.add(_failed("t0"))
-    writer.add(_ok("t1"))
-    assert writer.trial_ids() == ["t0", "t1"]
-
-    # A retried trial replaces its failed row, in place.
-    writer.add(_ok("t0", test_acc=0.7))
-    assert writer.trial_ids() == ["t0", "t1"]
-    df = load_results(tmp_path)
-    assert list(df["trial_id"]) == ["t0", "t1"]
-    assert list(df["status"]) == ["ok", "ok"]
-    assert df.loc[0, "test_acc"] == pytest.approx(0.7)
-
-    # Resume: a new writer on the same directory keeps the rows, then appends.
-    resumed = TrialsWriter(tmp_path)
-    assert resumed.trial_ids() == ["t0", "t1"]
-    assert resumed.rows[1]["seed"] == 1 and resumed.rows[1]["early_stopped"] is True
-    resumed.add(_ok("t1", test_acc=0.9))
-    resumed.add(_ok("t2"))
-    df = load_results(tmp_path)
-    assert list(df["trial_id"]) == ["t0", "t1", "t2"]
-    assert df["test_acc"].tolist() == pytest.approx([0.7, 0.9, 0.81])
-    assert df["seed"].dtype == np.int64
+def test_recorded_rows_read_the_file_and_its_later_parts(tmp_path: Path) -> None:
+    assert recorded_rows(tmp_path) == []
+    write_trials(tmp_path, [_failed("t0"), _ok("t1")])
+    appender = TrialsAppender(tmp_path, min_batch=100)  # the parts stay parts
+    appender.add(_ok("t0", test_acc=0.7))  # a retried trial replaces its failed row, in place
+    appender.add(_ok("t2"))
+    rows = recorded_rows(tmp_path)
+    assert [r["trial_id"] for r in rows] == ["t0", "t1", "t2"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert rows[0]["test_acc"] == pytest.approx(0.7)
 
 
-def test_writer_rows_are_copies(tmp_path: Path) -> None:
-    writer = TrialsWriter(tmp_path)
-    writer.add(_ok("a"))
-    writer.rows[0]["status"] = "mutated"
-    assert writer.rows[0]["status"] == "ok"
-
-
-def test_writer_invalid_row_leaves_state_unchanged(tmp_path: Path) -> None:
-    writer = TrialsWriter(tmp_path)
-    writer.add(_ok("a"))
-    before = (tmp_path / TRIALS_FILE).read_bytes()
-    with pytest.raises(ValueError, match="incompatible"):
-        writer.add(_ok("b", test_acc="nope"))
-    with pytest.raises(ValueError, match="trial_id"):
-        writer.add({"status": "ok"})
-    assert writer.trial_ids() == ["a"]
-    assert (tmp_path / TRIALS_FILE).read_bytes() == before
-
-
-def test_writer_refuses_to_overwrite_corrupt_file(tmp_path: Path) -> None:
+def test_recorded_rows_refuse_a_corrupt_file(tmp_path: Path) -> None:
     (tmp_path / TRIALS_FILE).write_bytes(b"garbage")
     with pytest.raises(ResultsError, match=TRIALS_FILE):
-        TrialsWriter(tmp_path)
+        recorded_rows(tmp_path)
     assert (tmp_path / TRIALS_FILE).read_bytes() == b"garbage"
 
 
@@ -241,22 +207,17 @@ def _crashing_write_table(table, where, **kwargs):
     raise RuntimeError("simulated crash during write")
 
 
-def test_crash_during_write_keeps_previous_file(tmp_path: Path, monkeypatch) -> None:
-    writer = TrialsWriter(tmp_path)
-    writer.add(_ok("t1"))
-    before = (tmp_path / TRIALS_FILE).read_bytes()
-
+def test_crash_during_write_keeps_previous_rows(tmp_path: Path, monkeypatch) -> None:
+    appender = TrialsAppender(tmp_path)
+    appender.add(_ok("t1"))
     monkeypatch.setattr(results.pq, "write_table", _crashing_write_table)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        writer.add(_ok("t2"))
-
-    assert (tmp_path / TRIALS_FILE).read_bytes() == before
-    assert list(load_results(tmp_path)["trial_id"]) == ["t1"]
-    assert writer.trial_ids() == ["t1"]
-    assert _leftovers(tmp_path) == []
+        appender.add(_ok("t2"))
+    assert [row["trial_id"] for row in recorded_rows(tmp_path)] == ["t1"]
+    assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / results.PARTS_DIR) == []
 
     monkeypatch.undo()
-    writer.add(_ok("t2"))  # retry succeeds
+    appender.add(_ok("t2"))  # retry succeeds
     assert list(load_results(tmp_path)["trial_id"]) == ["t1", "t2"]
 
 
