@@ -139,7 +139,8 @@ def recorded_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Scalar]]:
     Raises ResultsError naming the file when one cannot be read: a resumed sweep checks its
     rows before it writes anything, so a damaged file is never silently overwritten.
     """
-    return _load_rows(Path(out_dir))[0]
+    table, _ = _load_table(Path(out_dir))
+    return [] if table is None else table.to_pylist()
 
 
 class TrialsAppender:
@@ -198,13 +199,14 @@ def compact_trials(out_dir: str | os.PathLike[str]) -> int:
     parts = _parts(out)
     if not parts:
         return _compacted_state(out / TRIALS_FILE)[1]
-    rows, through = _load_rows(out)
-    _atomic_write_table(_trials_table(rows, through), out / TRIALS_FILE)
+    table, through = _load_table(out)
+    assert table is not None  # there are parts
+    _atomic_write_table(table, out / TRIALS_FILE)
     for seq, path in parts:  # oldest first: what is left is always the newest rows
         if seq <= through:
             path.unlink()
     _fsync_dir(out / PARTS_DIR)
-    return len(rows)
+    return table.num_rows
 
 
 def scores_path(out_dir: str | os.PathLike[str], trial_id: str) -> Path:
@@ -278,8 +280,9 @@ def load_results(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
         if not path.exists():
             raise ResultsError(f"{out}: no {TRIALS_FILE} here; is this a raymia sweep directory?")
         return _read_table(path).to_pandas()
-    rows, through = _load_rows(out)
-    return _trials_table(rows, through).to_pandas()
+    table, _ = _load_table(out)
+    assert table is not None  # there are parts
+    return table.to_pandas()
 
 
 def ok_trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -333,28 +336,124 @@ def _compacted_state(path: Path) -> tuple[int, int]:
     return int(through), meta.num_rows
 
 
-def _load_rows(out: Path) -> tuple[list[dict[str, Scalar]], int]:
-    """Return the rows of trials.parquet followed by its later parts (a later row of a trial
-    replacing the earlier one, in place), and the sequence number of the last part read."""
+def _load_table(out: Path) -> tuple[pa.Table | None, int]:
+    """Return the trials of ``out`` as one table (trials.parquet followed by its later parts, a
+    later row of a trial replacing the earlier one in its place; None when there is neither)
+    and the sequence number of the last part read.
+
+    trials.parquet stays in Arrow; the parts (a row each) are typed as tables of
+    `_PARTS_PER_TABLE` rows, and `_merge_tables` joins them: leading columns first, each
+    column with the type `_trials_table` would infer from all the surviving rows. Memory is of
+    the order of the table itself, not of a Python object per value.
+    """
     path = out / TRIALS_FILE
-    rows: list[dict[str, Scalar]] = []
+    tables: list[pa.Table] = []
     through = 0
     if path.exists():
         table = _read_table(path)
-        rows = table.to_pylist()
+        tables.append(table)
         through = int((table.schema.metadata or {}).get(_THROUGH_KEY, b"0"))
-    index = {row["trial_id"]: i for i, row in enumerate(rows)}
+    rows: dict[str, dict[str, Scalar]] = {}  # parts' rows not yet in a table: a few at a time
     for seq, part in _parts(out):
         if seq <= through:
             continue  # already in trials.parquet (a kill before the parts were deleted)
         for row in _read_table(part).to_pylist():
-            if row["trial_id"] in index:
-                rows[index[row["trial_id"]]] = row
-            else:
-                index[row["trial_id"]] = len(rows)
-                rows.append(row)
+            rows[row["trial_id"]] = row  # a later row of a trial, in the earlier one's place
         through = seq
-    return rows, through
+        if len(rows) >= _PARTS_PER_TABLE:
+            tables.append(_trials_table(rows.values()))
+            rows = {}
+    if rows:
+        tables.append(_trials_table(rows.values()))
+    if not tables:
+        return None, through
+    return _merge_tables(tables, through), through
+
+
+#: How many parts' rows `_load_table` holds as Python objects before typing them as a table.
+_PARTS_PER_TABLE = 1024
+
+
+def _merge_tables(tables: list[pa.Table], through: int) -> pa.Table:
+    """Return `tables` as one trials table (see `_load_table`): the rows `_trials_table` would
+    build from their surviving rows, in the same order, with the same columns and types.
+    Raises ValueError as `_trials_table` does (no trial_id, values of incompatible kinds)."""
+    # which row survives for each trial: its last one, in the place of its first
+    ids = [table.column("trial_id").to_pylist() for table in tables]
+    last: dict[str, tuple[int, int]] = {}
+    for t, table_ids in enumerate(ids):
+        for r, trial_id in enumerate(table_ids):
+            if not isinstance(trial_id, str) or not trial_id:
+                raise ValueError(f"row {r} of a recorded table: needs a non-empty str trial_id")
+            last[trial_id] = (t, r)
+    survivors = list(last[trial_id] for trial_id in dict.fromkeys(i for t in ids for i in t))
+    # each table's surviving rows, in output order; columns first seen along the output rows
+    taken: list[list[int]] = [[] for _ in tables]
+    order: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+    for t, r in survivors:
+        if not taken[t]:
+            order.update(dict.fromkeys(tables[t].column_names))
+        taken[t].append(r)
+    pieces = [
+        table.take(pa.array(rows, pa.int64())) for table, rows in zip(tables, taken, strict=True)
+    ]
+    types = {column: _merged_type(column, pieces) for column in order}
+    typed = []
+    for piece in pieces:
+        columns = []
+        for column, arrow_type in types.items():
+            values = piece.column(column) if column in piece.column_names else None
+            if values is None or values.null_count == len(values):
+                columns.append(pa.nulls(piece.num_rows, arrow_type))
+            else:
+                columns.append(values.cast(arrow_type))
+        typed.append(pa.Table.from_arrays(columns, names=list(types)))
+    merged = pa.concat_tables(typed)
+    # from table order back to output order
+    offsets = np.cumsum([0, *(len(rows) for rows in taken)])
+    seen = [0] * len(tables)
+    where = []
+    for t, _ in survivors:
+        where.append(offsets[t] + seen[t])
+        seen[t] += 1
+    merged = merged.take(pa.array(where, pa.int64()))
+    metadata = {_SCHEMA_KEY: SCHEMA_VERSION.encode()}
+    if through:
+        metadata[_THROUGH_KEY] = str(through).encode()
+    return merged.replace_schema_metadata(metadata)
+
+
+def _kind(arrow_type: pa.DataType) -> type | None:
+    """Return the Python kind of the values of an Arrow column (`_infer_type`'s inverse)."""
+    if pa.types.is_boolean(arrow_type):
+        return bool
+    if pa.types.is_integer(arrow_type):
+        return int
+    if pa.types.is_floating(arrow_type):
+        return float
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return str
+    return None
+
+
+def _merged_type(column: str, tables: list[pa.Table]) -> pa.DataType:
+    """Return the type `_trials_table` gives `column` over every row of `tables`: from the
+    kinds of its non-null values (a column null in a whole table says nothing), fixed for the
+    leading columns, float64 when every value is null."""
+    kinds: set[type] = set()
+    for table in tables:
+        if column in table.column_names:
+            values = table.column(column)
+            if values.null_count < len(values):
+                kind = _kind(values.type)
+                if kind is None:
+                    raise ValueError(f"column {column!r}: unexpected type {values.type}")
+                kinds.add(kind)
+    inferred = _infer_type(column, [kind() for kind in kinds])
+    fixed = _LEADING_TYPES.get(column)
+    if fixed is not None and inferred is not None and inferred != fixed:
+        raise ValueError(f"column {column!r}: expected {fixed} values, got {inferred}")
+    return fixed or inferred or pa.float64()
 
 
 def _trials_table(rows: Iterable[Mapping[str, Any]], through: int = 0) -> pa.Table:
@@ -478,7 +577,10 @@ def _read_table(path: Path) -> pa.Table:
     if path.is_dir():  # pyarrow would read a directory as a (possibly empty) dataset
         raise ResultsError(f"{path}: is a directory, expected a Parquet file")
     try:
-        table = pq.read_table(path)
+        # ParquetFile, not read_table: half the fixed cost per file, which the many one-row
+        # parts a sweep records are all about
+        with pq.ParquetFile(path) as parquet:
+            table = parquet.read()
     except PermissionError as exc:
         raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (pa.ArrowException, OSError) as exc:

@@ -360,3 +360,81 @@ def test_corrupt_scores_names_file(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="not a readable Parquet file") as info:
         load_scores(tmp_path, "t1")
     assert str(path) in str(info.value)
+
+
+# --- compaction in Arrow: the same table as the rows typed one by one ----------------------
+
+
+def _random_rows(rng: np.random.Generator, n: int, ids: int) -> list[dict]:
+    """Rows with retried trial ids, columns that come and go, nulls, ints beside floats."""
+    rows = []
+    for _ in range(n):
+        status = str(rng.choice(["ok", "failed"]))
+        row = {"trial_id": f"t{int(rng.integers(ids))}", "status": status}
+        if rng.random() < 0.8:
+            row["seed"] = int(rng.integers(3))
+        for k in range(6):
+            roll = rng.random()
+            if roll < 0.3:
+                continue  # column absent in this row
+            if roll < 0.4:
+                row[f"m{k}"] = None
+            elif k == 0:
+                row[f"m{k}"] = bool(rng.random() < 0.5)  # bool column
+            elif k == 1:
+                row[f"m{k}"] = str(rng.choice(["a", "b"]))  # str column
+            elif k == 2:
+                row[f"m{k}"] = int(rng.integers(10))  # int column
+            else:
+                row[f"m{k}"] = int(rng.integers(10)) if roll < 0.5 else float(rng.random())
+        rows.append(row)
+    return rows
+
+
+def _row_by_row(out: Path) -> pa.Table:
+    """The oracle: every recorded row as a Python dict (trials.parquet's, then each part's), a
+    later row of a trial replacing the earlier one in its place, typed by `_trials_table`."""
+    rows: dict[str, dict] = {}
+    files = [out / TRIALS_FILE] + sorted((out / results.PARTS_DIR).glob("*.parquet"))
+    for path in files:
+        for row in pq.read_table(path).to_pylist():
+            rows[row["trial_id"]] = row
+    return results._trials_table(list(rows.values()), through=len(files) - 1)
+
+
+@pytest.mark.parametrize("batch", [3, 1024])
+@pytest.mark.parametrize("seed", range(12))
+def test_compaction_gives_the_table_the_rows_would_give_typed_one_by_one(
+    tmp_path, monkeypatch, seed, batch
+):
+    monkeypatch.setattr(results, "_PARTS_PER_TABLE", batch)  # parts typed a few at a time
+    rng = np.random.default_rng(seed)
+    first, later = _random_rows(rng, 15, 12), _random_rows(rng, 25, 20)
+    unique = {row["trial_id"]: row for row in first}  # trials.parquet holds each trial once
+    write_trials(tmp_path, list(unique.values()))
+    appender = TrialsAppender(tmp_path, min_batch=10**6)
+    for row in later:
+        appender.add(row)
+    oracle = _row_by_row(tmp_path)
+    before = load_results(tmp_path)  # uncompacted
+    assert results.compact_trials(tmp_path) == oracle.num_rows
+    written = pq.read_table(tmp_path / TRIALS_FILE)
+    # the same rows, values and types column by column (leading columns first); a column
+    # that only a replaced row had may stay as nulls, and later columns may come in another
+    # order
+    names = oracle.column_names
+    assert written.column_names[: len(LEADING_COLUMNS)] == list(LEADING_COLUMNS)
+    assert written.select(names).equals(oracle.select(names))
+    for extra in set(written.column_names) - set(names):
+        assert written.column(extra).null_count == written.num_rows
+    assert written.schema.metadata == oracle.schema.metadata
+    pd.testing.assert_frame_equal(load_results(tmp_path), before)
+    assert [{k: row[k] for k in names} for row in recorded_rows(tmp_path)] == oracle.to_pylist()
+
+
+def test_compaction_refuses_a_column_of_incompatible_kinds(tmp_path):
+    appender = TrialsAppender(tmp_path, min_batch=10**6)
+    appender.add({"trial_id": "a", "status": "ok", "m": 1.5})
+    appender.add({"trial_id": "b", "status": "ok", "m": "x"})
+    with pytest.raises(ValueError, match="column 'm': values mix incompatible types"):
+        results.compact_trials(tmp_path)
