@@ -4,8 +4,11 @@ local Ray of their own (own temp dir, shut down afterwards)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -106,3 +109,19 @@ def scratch() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def fresh_result(script: str, args: list[str], what: str) -> dict:
+    """Run ``python script --one ARGS`` (the benchmark measuring one case in a fresh process)
+    and return the JSON of the last ``RESULT `` line it prints; stop the benchmark, naming
+    `what` and the error, when it fails or prints none."""
+    done = subprocess.run(
+        [sys.executable, str(Path(script).resolve()), "--one", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark: {what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])

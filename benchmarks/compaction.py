@@ -18,14 +18,12 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from common import scratch
+from common import fresh_result, scratch
 
 from raymia import results
 
@@ -89,16 +87,7 @@ def main() -> None:
         for how in ("raymia", "row-by-row"):
             copy = tmp / how
             shutil.copytree(tmp / "built", copy)
-            done = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--one", how, str(copy)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode != 0 or not lines:
-                raise SystemExit(f"benchmark: the {how} fold failed:\n{done.stderr[-3000:]}")
-            figures[how] = json.loads(lines[-1][len("RESULT ") :])
+            figures[how] = fresh_result(__file__, [how, str(copy)], f"the {how} fold")
             print(
                 f"{how}: {figures[how]['seconds']:.1f} s, "
                 f"+{figures[how]['added_mb']:.0f} MB peak memory",

@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from common import require_completed, scratch
+from common import fresh_result, require_completed, scratch
 
 COLUMNS = 125  # metric columns of the synthetic row (about 130 with the leading ones)
 
@@ -111,16 +108,7 @@ def main() -> None:
     sizes = sorted(set(args.sizes + ([100_000] if args.full else [])))
     figures = []
     for size in sizes:
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--one", str(size)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-        if done.returncode != 0 or not lines:
-            raise SystemExit(f"benchmark: the {size}-trial sweep failed:\n{done.stderr[-3000:]}")
-        figure = json.loads(lines[-1][len("RESULT ") :])
+        figure = fresh_result(__file__, [str(size)], f"the {size}-trial sweep")
         figures.append(figure)
         print(
             f"{size:>7} trials: driver {figure['cpu_per_trial_ms']:.2f} ms CPU and "
