@@ -71,7 +71,7 @@ __all__ = [
     "load_results",
     "load_scores",
     "ok_trials",
-    "recorded_rows",
+    "recorded_table",
     "scores_path",
     "write_scores",
     "write_trials",
@@ -132,15 +132,16 @@ def write_trials(out_dir: str | os.PathLike[str], rows: list[dict[str, Any]]) ->
     return path
 
 
-def recorded_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Scalar]]:
-    """Return the rows recorded in ``out_dir`` (``trials.parquet`` and its later parts, a later
-    row of a trial replacing the earlier one), [] for a directory without any.
+def recorded_table(out_dir: str | os.PathLike[str]) -> pa.Table | None:
+    """Return the trials recorded in ``out_dir`` as one Arrow table (``trials.parquet`` and its
+    later parts, a later row of a trial replacing the earlier one), None for a directory
+    without any. Nothing becomes a Python object per value: a resumed sweep of 100,000 rows
+    counts them at the cost of reading them.
 
     Raises ResultsError naming the file when one cannot be read: a resumed sweep checks its
     rows before it writes anything, so a damaged file is never silently overwritten.
     """
-    table, _ = _load_table(Path(out_dir))
-    return [] if table is None else table.to_pylist()
+    return _load_table(Path(out_dir))[0]
 
 
 class TrialsAppender:

@@ -21,7 +21,7 @@ from raymia.results import (
     TrialsAppender,
     load_results,
     load_scores,
-    recorded_rows,
+    recorded_table,
     scores_path,
     write_scores,
     write_trials,
@@ -176,7 +176,13 @@ def test_invalid_rows_raise_and_write_nothing(tmp_path: Path, rows: list, match:
     assert _leftovers(tmp_path) == []
 
 
-# --- recorded_rows ---------------------------------------------------------------------------
+# --- recorded_table --------------------------------------------------------------------------
+
+
+def recorded_rows(out: Path) -> list[dict]:
+    """The recorded trials as rows ([] when there are none)."""
+    table = recorded_table(out)
+    return [] if table is None else table.to_pylist()
 
 
 def test_recorded_rows_read_the_file_and_its_later_parts(tmp_path: Path) -> None:

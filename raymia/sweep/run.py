@@ -21,7 +21,7 @@ from typing import Any
 from ..config import TrialConfig
 from ..data import Pool, load_pool
 from ..errors import ConfigError, DataError, SweepStopped, directory_problem, show_path
-from ..results import compact_trials, load_results, recorded_rows
+from ..results import compact_trials, load_results, recorded_table
 from ..space import SearchSpace, load_space
 from ..storage import is_uri, mirroring, open_sweep
 from ..trial import prepare_data
@@ -191,9 +191,9 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
         raise ConfigError(f"--out {show_path(out_dir)}: {problem}")
     # a damaged trials.parquet (or, on resume, journal) fails here, naming the file, before
     # Ray starts or anything is written
-    rows = recorded_rows(out_dir)
+    recorded = recorded_table(out_dir)
     if resume and settings.search != "grid":
-        check_journal(out_dir, finished_rows=len(rows))
+        check_journal(out_dir, finished_rows=0 if recorded is None else recorded.num_rows)
     if not resume and (out_dir / SETTINGS_FILE).exists():
         raise ConfigError(
             f"--out {out_dir}: already holds a sweep; continue it with --resume {out_dir} "
