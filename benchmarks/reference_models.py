@@ -1,9 +1,9 @@
-"""Benchmark: K = 8 offline reference models as parallel Ray tasks against serial training.
+"""Benchmark: K = 8 offline reference models on parallel Ray actors against serial training.
 
 One default digits trial's reference models (`attacks.lira_reference_models: 8`, everything
 else the default trial) trained twice in one run: serially in this process (torch's threads
 set to 1, what a trial with --cpus-per-trial 1 has; `--serial-threads 2` gives it both
-cores), then through the same map as P Ray tasks in a placement group of P bundles of 1 CPU
+cores), then through the same map on P Ray actors in a placement group of P bundles of 1 CPU
 (`raymia.sweep.reference_tasks.BundleRunner`, as a sweep trial with --reference-workers P runs
 them). With one serial thread both give the same models (checked bit for bit; with more, the
 largest difference is printed). The bundles' workers (Ray actors) are started (torch

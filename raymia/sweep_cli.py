@@ -76,7 +76,7 @@ def add_sweep_parser(subparsers: Any) -> None:
         "--reference-workers",
         type=int,
         metavar="P",
-        help="train each trial's reference models as P parallel Ray tasks, each with the "
+        help="train each trial's reference models on P parallel Ray actors, each with the "
         "trial's CPUs and GPUs, inside the trial's resource request "
         f"(default {_default('reference_workers')}: the trial trains them itself)",
     )

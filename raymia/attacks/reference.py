@@ -6,7 +6,7 @@ sees a member or non-member of the target. Online models (:func:`train_online_mo
 when an online attack asks for them: each trains on a random half of the scored samples and
 some reference data, every scored sample IN for half of the models, with the IN-mask recorded.
 Both train through one map over training jobs (:func:`train_jobs`): serially in this process,
-or, under a sweep with reference workers, as Ray tasks in the trial's placement group
+or, under a sweep with reference workers, on Ray actors in the trial's placement group
 (`raymia.sweep.reference_tasks`).
 """
 
@@ -75,7 +75,7 @@ _runner: ContextVar[JobRunner | None] = ContextVar("raymia_training_job_runner",
 @contextmanager
 def training_jobs_run_by(runner: JobRunner) -> Iterator[None]:
     """Within the block (this thread and context), :func:`train_jobs` hands its jobs to
-    `runner` (e.g. Ray tasks in a sweep trial's placement group) instead of training them
+    `runner` (e.g. Ray actors in a sweep trial's placement group) instead of training them
     here one after another."""
     token = _runner.set(runner)
     try:
@@ -115,7 +115,7 @@ def train_jobs(jobs: Sequence[TrainingJob], device: torch.device | None = None) 
 
     By default the jobs train here one after another (:func:`train_job`). Within
     :func:`training_jobs_run_by` they go to that runner instead: a sweep trial with reference
-    workers runs them as Ray tasks in its own placement group and loads the weights they return
+    workers runs them on Ray actors in its own placement group and loads the weights they return
     into models built the same way (`raymia.sweep.reference_tasks`); each job's model depends
     only on the job, so both give the same models.
 

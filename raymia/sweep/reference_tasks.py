@@ -1,4 +1,4 @@
-"""Reference models as Ray tasks inside a sweep trial's own placement group.
+"""Reference models on Ray actors inside a sweep trial's own placement group.
 
 With ``--reference-workers P`` (`SweepSettings.reference_workers`) each trial asks Tune for a
 placement group of 1 + P bundles, each the size of the trial's own ({CPU: --cpus-per-trial,
@@ -202,7 +202,7 @@ class BundleRunner:
 
 @contextmanager
 def in_trial_placement_group() -> Iterator[None]:
-    """Within the block, `raymia.attacks.reference.train_jobs` trains its jobs as Ray tasks in
+    """Within the block, `raymia.attacks.reference.train_jobs` trains its jobs on Ray actors in
     bundles 1.. of the placement group this trial runs in, when it has more bundles than the
     trial's own (a sweep with --reference-workers); otherwise nothing changes. Outside Ray
     (a trial run in-process) it asks Ray nothing: Ray's API would start a Ray of its own."""

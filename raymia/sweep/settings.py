@@ -80,7 +80,7 @@ class SweepSettings:
     sampler_seed: int = 0
     max_failures: int = 1
     trial_timeout: float | None = DEFAULT_TRIAL_TIMEOUT
-    # Ray tasks per trial that train its reference models in parallel, each in a bundle of the
+    # Ray actors per trial that train its reference models in parallel, each in a bundle of the
     # trial's size inside the trial's placement group (raymia.sweep.reference_tasks); 0: the
     # trial trains them itself, one after another.
     reference_workers: int = 0

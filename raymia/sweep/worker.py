@@ -266,7 +266,7 @@ def trial_row(params: dict[str, Any], pool: Any = None) -> dict[str, Any]:
     config["device"] = "cuda" if gpu_ids and not logical else "cpu"
     resources = ray.get_runtime_context().get_assigned_resources()
     threads = max(1, int(resources.get("CPU", 1)))
-    # with --reference-workers, reference models train as Ray tasks in this trial's bundles
+    # with --reference-workers, reference models train on Ray actors in this trial's bundles
     with in_trial_placement_group():
         rows = [
             run_trial({**config, "seed": seed}, pool, threads=threads)
