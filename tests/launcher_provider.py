@@ -33,6 +33,12 @@ and with other test runs (the config the launcher reads stays `cluster.yaml`'s):
   Ray would otherwise take by default (dashboard, dashboard agent, metrics export,
   runtime-env agent, and the Ray Client server where `ray[client]` is installed) are given
   free ones unless the command names them.
+- `pip` is a stand-in (`<node_dir>/bin/pip`, first on the node's PATH) that installs nothing:
+  it appends its arguments to `<node_dir>/pip.log` and fails where a real install on a fresh
+  node would go wrong here: a constraints file (`-c`) missing on the node, or a pinned
+  requirement (`name==version`) that is not the version this machine runs (the lock's versions
+  are the ones the suite runs with). The shipped setup commands therefore run for real, stamp
+  and all, and the test reads what they asked pip for.
 - A command that starts with `docker`/`podman` (the launcher's `docker stop` on teardown)
   runs as `true`; `sudo shutdown -h now` (from `ray submit --stop`) becomes `true`.
 
@@ -283,6 +289,24 @@ def copy_like_rsync(
 # ---- the command runner and the provider -----------------------------------------------------
 
 
+# the node's `pip` (see the module docstring); {log} is its log file
+_PIP_SHIM = """import json, os, re, sys
+from importlib import metadata
+
+args = sys.argv[1:]
+with open({log!r}, "a") as f:
+    f.write(json.dumps(args) + "\\n")
+for flag, value in zip(args, args[1:]):
+    if flag in ("-c", "--constraint") and not os.path.isfile(value):
+        sys.exit(f"pip (test node): constraints file {{value}} not found")
+for arg in args:
+    pin = re.fullmatch(r"([A-Za-z0-9._-]+)==([^\\s]+)", arg)
+    if pin and metadata.version(pin.group(1)).split("+")[0] != pin.group(2):
+        have = metadata.version(pin.group(1))
+        sys.exit(f"pip (test node): {{arg}}, but this machine runs {{have}}")
+"""
+
+
 class LocalCommandRunner(CommandRunnerInterface):
     """Runs a node's commands on this machine with `bash -c`; see the module docstring."""
 
@@ -293,6 +317,15 @@ class LocalCommandRunner(CommandRunnerInterface):
         self.home = os.path.join(self.node_dir, "home")
         self.mark = str(provider_config["mark"])
         os.makedirs(self.home, exist_ok=True)
+        self.bin = os.path.join(self.node_dir, "bin")
+        os.makedirs(self.bin, exist_ok=True)
+        shim = os.path.join(self.bin, "pip")
+        with open(shim, "w") as f:
+            f.write(
+                f"#!{sys.executable}\n"
+                + _PIP_SHIM.format(log=os.path.join(self.node_dir, "pip.log"))
+            )
+        os.chmod(shim, 0o755)
 
     # -- what a command sees
 
@@ -310,6 +343,7 @@ class LocalCommandRunner(CommandRunnerInterface):
             PWD=self.home,
             RAY_TMPDIR=self.node_dir,
             PIP_NO_INDEX="1",
+            PATH=os.pathsep.join([self.bin, os.environ.get("PATH", "")]),
             OMP_NUM_THREADS="1",
             PYTHONWARNINGS="ignore",
         )

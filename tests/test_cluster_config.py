@@ -54,11 +54,17 @@ def test_shipped_cluster_yaml_validates_offline(no_network):
     assert all(node["min_workers"] == 0 for node in workers)  # autoscales from zero
     assert config["file_mounts"] == {"~/raymia": "."}
     # prepare_config merges the common setup commands into both node kinds: torch's CUDA
-    # build that fits the AMI's driver, then raymia, once per node (a stamp skips repeats)
+    # build that fits the AMI's driver at the locked version, then raymia with its cluster
+    # extra (boto3 for the head's autoscaler) through the lock, once per node (a stamp skips
+    # repeats)
     for kind in ("head_setup_commands", "worker_setup_commands"):
         install = config[kind][0]
-        assert "whl/cu128" in install and "pip install -e ~/raymia" in install
+        assert "whl/cu128" in install and "^(torch|torchvision)==' $LOCK" in install
+        assert 'pip install -e "$HOME/raymia[cluster]" -c $LOCK' in install
+        assert "LOCK=$HOME/raymia/requirements.lock" in install
         assert "test -f $STAMP ||" in install
+    # nothing installed by hand on the head: boto3 comes with the cluster extra
+    assert not any("pip" in command for command in config["head_setup_commands"][1:])
     assert "torch.cuda.is_available()" in config["worker_setup_commands"][-1]
     # every node names its AMI: Ray's default one has a driver too old for torch's CUDA build
     for node in config["available_node_types"].values():

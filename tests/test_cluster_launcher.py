@@ -12,6 +12,7 @@ the sweep runs from the node's home beside that checkout.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -77,12 +78,11 @@ def test_readme_cluster_commands_run_a_sweep_through_the_ray_cluster_launcher(tm
     home.mkdir()
     mark = uuid.uuid4().hex
     config = launcher_config(node_dir, mark)
-    # setup_commands install torch from the CUDA index unless the node has installed it
-    # already; the stamp makes the real command skip the download (PIP_NO_INDEX=1 on the node
-    # turns any other download into a failure)
+    # the shipped setup commands run for real against the node's stand-in pip
+    # (launcher_provider), which records what they ask for and installs nothing
     assert ".raymia-installed-" in str(config["setup_commands"]), config["setup_commands"]
-    digest = hashlib.md5((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    (home / f".raymia-installed-{digest}").touch()
+    lock = ROOT / "requirements.lock"
+    digest = hashlib.md5((ROOT / "pyproject.toml").read_bytes() + lock.read_bytes())
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(yaml.safe_dump(config, sort_keys=False))
     space = tmp_path / "tiny.yaml"
@@ -117,6 +117,17 @@ def test_readme_cluster_commands_run_a_sweep_through_the_ray_cluster_launcher(tm
         ray("up", "-y", "--no-config-cache", str(cluster), timeout=180)
         assert (home / "raymia" / "raymia" / "__init__.py").is_file()  # file_mounts synced
         assert not (home / "raymia" / ".git").exists()  # rsync_exclude honoured
+        # torch at the lock's version from the CUDA index, then raymia and its cluster extra
+        # through the lock, once: the stamp is named after pyproject.toml and the lock
+        node_lock = str(home / "raymia" / "requirements.lock")
+        pins = [line for line in lock.read_text().splitlines() if line.startswith("torch")]
+        assert [pin.split("==")[0] for pin in pins] == ["torch", "torchvision"], pins
+        asked = [json.loads(line) for line in (node_dir / "pip.log").read_text().splitlines()]
+        assert asked == [
+            ["install", *pins, "--index-url", "https://download.pytorch.org/whl/cu128"],
+            ["install", "-e", f"{home}/raymia[cluster]", "-c", node_lock],
+        ], asked
+        assert (home / f".raymia-installed-{digest.hexdigest()[:12]}").is_file()
         ray("rsync-up", str(cluster), str(space), "~/tiny.yaml")
         light = ["--space", "~/tiny.yaml", "--samples", "4", "--max-concurrent", "2"]
         light += ["--cpus-per-trial", "1", *out]
@@ -144,7 +155,7 @@ def test_readme_cluster_commands_run_a_sweep_through_the_ray_cluster_launcher(tm
         commands = (node_dir / "commands.log").read_text() if node_dir.exists() else ""
         shutil.rmtree(node_dir, ignore_errors=True)
     # the shipped commands ran, with `ray stop` confined to the node's own processes
-    assert "pip install 'boto3>=1.4.8'" in commands
+    assert "requirements.lock" in commands
     assert "ray start" in commands and "stop-marked" in commands
     assert "ray stop" not in commands
     print(f"launcher round trip: {time.monotonic() - started:.0f} s")
