@@ -5,7 +5,7 @@
 - `raymia.sweep.worker`: one trial inside a Ray worker;
 - `raymia.sweep.recorder`: the driver's record of each finished or failed trial;
 - `raymia.sweep.journal`: the Optuna journal and its check before a resume;
-- `raymia.sweep.sampler`: Optuna's NSGA-II at a cost per trial that does not grow;
+- `raymia.sweep.sampler`: Optuna's NSGA-II, picklable (Tune saves it to resume);
 - `raymia.sweep.scheduler`: Tune's FIFO trial choice, not walking finished trials;
 - `raymia.sweep.window`: Tune's finished trials held to a window of the latest ones.
 

@@ -99,9 +99,9 @@ def make_sampler(search: str, sampler: str, samples: int, seed: int) -> Any:
     if search == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "nsga2":
-        from .sampler import IncrementalNSGAIISampler  # NSGA-II's samples, flat cost per trial
+        from .sampler import PicklableNSGAIISampler  # Optuna's NSGA-II, resumable by Tune
 
-        return IncrementalNSGAIISampler(population_size=min(max(samples // 4, 4), 50), seed=seed)
+        return PicklableNSGAIISampler(population_size=min(max(samples // 4, 4), 50), seed=seed)
     return optuna.samplers.TPESampler(
         n_startup_trials=min(max(samples // 4, 4), 10), constant_liar=True, seed=seed
     )
@@ -269,38 +269,9 @@ def _run(
         progress_reporter=window.reporter,
         verbose=1,
     )
-    experiment = f"{run_config.storage_path.rstrip('/')}/{TUNE_NAME}"
-    if resume and tune.Tuner.can_restore(experiment):
-        tuner = tune.Tuner.restore(
-            experiment,
-            trainable=fn,
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=False,
-        )
-    else:
-        if settings.search != "grid":
-            search_alg = _searcher(settings, space, Path("."), max_concurrent)
-            num_samples = settings.samples
-        else:
-            search_alg = None
-            num_samples = 1
-        spread = [o.column for o in settings.objective_list()]
-        tuner = tune.Tuner(
-            fn,
-            param_space=_param_space(space, settings.search, spread),
-            tune_config=tune.TuneConfig(
-                search_alg=search_alg,
-                num_samples=num_samples,
-                max_concurrent_trials=max_concurrent if search_alg is None else None,
-                reuse_actors=True,
-                scheduler=fifo_scheduler(window),  # Tune's FIFO, not walking finished trials
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=run_config,
-        )
+    # Tune reads its per-trial metric files both when it restores and when fit ends
     with _sigterm_stops_gracefully(), _no_per_trial_metric_files_warning():
-        tuner.fit()
+        _tuner(settings, space, fn, run_config, window, resume, max_concurrent).fit()
     stopped = disk_full()
     if stopped:
         raise SweepStopped(stopped)
@@ -310,6 +281,50 @@ def _run(
 
         return pd.DataFrame()  # stopped before its first row: resumable like any other stop
     return load_results(out_dir)
+
+
+def _tuner(
+    settings: SweepSettings,
+    space: SearchSpace,
+    fn: Any,
+    run_config: Any,
+    window: Any,
+    resume: bool,
+    max_concurrent: int,
+) -> Any:
+    """Return Tune's tuner for the sweep: restored from the sweep's Tune state on a resume
+    that finds one, else a new one with the sweep's searcher and FIFO scheduler."""
+    from ray import tune
+
+    experiment = f"{run_config.storage_path.rstrip('/')}/{TUNE_NAME}"
+    if resume and tune.Tuner.can_restore(experiment):
+        return tune.Tuner.restore(
+            experiment,
+            trainable=fn,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+    if settings.search != "grid":
+        search_alg = _searcher(settings, space, Path("."), max_concurrent)
+        num_samples = settings.samples
+    else:
+        search_alg = None
+        num_samples = 1
+    spread = [o.column for o in settings.objective_list()]
+    return tune.Tuner(
+        fn,
+        param_space=_param_space(space, settings.search, spread),
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent if search_alg is None else None,
+            reuse_actors=True,
+            scheduler=fifo_scheduler(window),  # Tune's FIFO, not walking finished trials
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=run_config,
+    )
 
 
 class _NoMetricFilesWarning(logging.Filter):
