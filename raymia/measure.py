@@ -163,27 +163,18 @@ def measure_privacy(
     scores = attack(scored, _online_part(online, slice(0, n_scored)))
 
     columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
-    for name, values in scores.items():
-        reference = shadow_scores.get(name) if shadow_scores is not None else None
-        columns.update(
-            metrics.summarize(
-                values,
-                evaluation.is_member,
-                prefix=name,
-                reference_scores=reference,
-                reference_is_member=shadow_is_member if reference is not None else None,
-                n_boot=options.n_bootstrap,
-                n_permutations=options.n_permutations,
-                seed=config.seed,
-            )
-        )
+    per_attack, best = leakage_columns(
+        scores,
+        evaluation.is_member,
+        config,
+        shadow_scores=shadow_scores,
+        shadow_is_member=shadow_is_member,
+    )
+    columns.update(per_attack)
     for name, values in scores.items():
         if extra := ATTACKS[name].extra:
             columns.update(extra(model, members, values, evaluation.is_member))
-    columns["adv"] = max(columns[f"{name}_adv"] for name in scores)
-    columns.update(_best_attack_null(scores, evaluation.is_member, options, config.seed))
-    delta = config.mechanisms.dp_delta
-    columns.update(epsilon_columns(scores, evaluation.is_member, delta, config.seed))
+    columns.update(best)
     if canaries is None:
         columns.update(canary_columns(None, None))
     else:
@@ -203,6 +194,42 @@ def measure_privacy(
         per_sample["dtc"] = distance
         per_sample["dtc_censored"] = censored
     return columns, per_sample
+
+
+def leakage_columns(
+    scores: dict[str, np.ndarray],
+    is_member: np.ndarray,
+    config: TrialConfig,
+    *,
+    shadow_scores: dict[str, np.ndarray] | None = None,
+    shadow_is_member: np.ndarray | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return the leakage columns that are a function of the attacks' scores alone, as
+    (per attack, best attack): each attack's :func:`raymia.metrics.summarize` (calibrated at
+    the shadow's thresholds where `shadow_scores` has the attack), in `scores`' order; then
+    `adv` (the largest advantage), its null (:func:`_best_attack_null`) and the empirical
+    epsilon (`eps_lb`, `eps_lb_attack`). With the config's bootstrap and permutation counts,
+    seed and `dp_delta`: the same scores give the same columns on any machine."""
+    options = config.attacks
+    columns: dict[str, Any] = {}
+    for name, values in scores.items():
+        reference = shadow_scores.get(name) if shadow_scores is not None else None
+        columns.update(
+            metrics.summarize(
+                values,
+                is_member,
+                prefix=name,
+                reference_scores=reference,
+                reference_is_member=shadow_is_member if reference is not None else None,
+                n_boot=options.n_bootstrap,
+                n_permutations=options.n_permutations,
+                seed=config.seed,
+            )
+        )
+    best: dict[str, Any] = {"adv": max(columns[f"{name}_adv"] for name in scores)}
+    best.update(_best_attack_null(scores, is_member, options, config.seed))
+    best.update(epsilon_columns(scores, is_member, config.mechanisms.dp_delta, config.seed))
+    return columns, best
 
 
 def _online_part(online: ReferenceSet | None, part: slice) -> ReferenceSet | None:
