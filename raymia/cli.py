@@ -45,7 +45,11 @@ def _add_trial_parser(subparsers: Any) -> None:
     )
     p.add_argument("--config", metavar="FILE", help="YAML file with trial settings")
     # Written out so that --help imports no torch; a test checks it names raymia.data.DATASETS.
-    p.add_argument("--dataset", help="digits (default), mnist-5k, fashion-mnist, cifar10, cifar100")
+    p.add_argument(
+        "--dataset",
+        help="digits (default), mnist-5k, fashion-mnist, cifar10, cifar100, synthetic-cifar10 "
+        "(generated images, for cost only)",
+    )
     p.add_argument("--seed", type=int, help="fixes the splits and the training randomness")
     p.add_argument("--data-root", metavar="DIR", help="where torchvision data sets live")
     p.add_argument("--download", action="store_true", help="fetch the data set if absent")
@@ -131,10 +135,20 @@ def _dp_detail(row: dict[str, Any]) -> str:
     return f" ({row['dp_accountant']}, delta {row['dp_delta']:g})"
 
 
+_SYNTHETIC_NOTE = "SYNTHETIC images: for cost and throughput, not for conclusions about leakage"
+
+
 def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
     """Return a trial's result as a short human-readable report."""
+    from .data import DATASETS
+
+    synthetic = DATASETS[row["dataset"]].synthetic if row["dataset"] in DATASETS else False
     lines = [
         f"dataset {row['dataset']}, seed {row['seed']}, mechanisms: {active or 'none'}",
+        *(
+            ["SYNTHETIC images: for cost and throughput, not for conclusions about leakage"]
+            * synthetic
+        ),
         f"test_acc {_num(row['test_acc'])}   train_acc {_num(row['train_acc'])}   "
         f"dp_epsilon {_num(row['dp_epsilon'], 2)}{_dp_detail(row)}   epochs {row['epochs_run']}",
         "",
@@ -159,7 +173,11 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
             f"{_num(row['dtc_median_member'])} / non-member {_num(row['dtc_median_non_member'])}"
             f", censored {_num(row['dtc_censored'])}"
         )
-    lines.append(f"train {row['train_seconds']:.1f} s, measure {row['measure_seconds']:.1f} s")
+    reference = row.get("reference_seconds")
+    lines.append(
+        f"train {row['train_seconds']:.1f} s, measure {row['measure_seconds']:.1f} s"
+        + (f" (of it reference models {reference:.1f} s)" if reference else "")
+    )
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from .attacks.reference import (
 from .attacks.registry import ReferenceSet
 from .canaries import Canaries, canary_columns
 from .config import TrialConfig
+from .costs import component, recording
 from .data import Split, Splits, concat_splits
 from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
@@ -90,7 +91,8 @@ def _reference_scores(
     if k == 0:
         return [], None, None
     sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
-    models = train_reference_models(config, splits.info, splits.reference, k, device, **sizes)
+    with component("reference training"):
+        models = train_reference_models(config, splits.info, splits.reference, k, device, **sizes)
     if not options.shadow_calibration:
         return models, None, None
     trained, _held_out, calibration = reference_rows(
@@ -100,11 +102,31 @@ def _reference_scores(
         splits.reference.take(trained), splits.reference.take(calibration), config.seed
     )
     # The shadow calibrates the attacks that need no reference models (LiRA is calibrated).
-    scores = score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
+    with component("shadow scoring"):
+        scores = score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
     return models, scores, shadow_eval.is_member
 
 
 def measure_privacy(
+    config: TrialConfig,
+    splits: Splits,
+    model: nn.Module,
+    members: Split,
+    device: torch.device,
+    *,
+    canaries: Canaries | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Run every registered attack that is on, and DtC, on `model`; return (columns,
+    per-sample scores). See :func:`_measure` for the columns; the last, `reference_seconds`,
+    is the wall time spent training the shadow, offline and online reference models."""
+    with recording() as costs:
+        columns, per_sample = _measure(config, splits, model, members, device, canaries=canaries)
+    trained = costs.get("reference training")
+    columns["reference_seconds"] = trained.seconds if trained else 0.0
+    return columns, per_sample
+
+
+def _measure(
     config: TrialConfig,
     splits: Splits,
     model: nn.Module,
@@ -142,9 +164,10 @@ def measure_privacy(
     scored = Split(evaluation.x, evaluation.y, evaluation.indices)
     if k_online := online_model_count(options):
         pool = scored if canaries is None else concat_splits(scored, canaries.scored())
-        online = train_online_models(
-            config, splits.info, pool, splits.reference, k_online, device, **sizes
-        )
+        with component("reference training"):
+            online = train_online_models(
+                config, splits.info, pool, splits.reference, k_online, device, **sizes
+            )
 
     def attack(target: Split, online_part: ReferenceSet | None) -> dict[str, np.ndarray]:
         return score_all(
@@ -163,23 +186,26 @@ def measure_privacy(
     scores = attack(scored, _online_part(online, slice(0, n_scored)))
 
     columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
-    per_attack, best = leakage_columns(
-        scores,
-        evaluation.is_member,
-        config,
-        shadow_scores=shadow_scores,
-        shadow_is_member=shadow_is_member,
-    )
+    with component("leakage columns"):
+        per_attack, best = leakage_columns(
+            scores,
+            evaluation.is_member,
+            config,
+            shadow_scores=shadow_scores,
+            shadow_is_member=shadow_is_member,
+        )
     columns.update(per_attack)
-    for name, values in scores.items():
-        if extra := ATTACKS[name].extra:
-            columns.update(extra(model, members, values, evaluation.is_member))
+    with component("extra columns"):
+        for name, values in scores.items():
+            if extra := ATTACKS[name].extra:
+                columns.update(extra(model, members, values, evaluation.is_member))
     columns.update(best)
     if canaries is None:
         columns.update(canary_columns(None, None))
     else:
-        canary_scores = attack(canaries.scored(), _online_part(online, slice(n_scored, None)))
-        columns.update(canary_columns(canary_scores, canaries.is_member()))
+        with component("canaries"):
+            canary_scores = attack(canaries.scored(), _online_part(online, slice(n_scored, None)))
+            columns.update(canary_columns(canary_scores, canaries.is_member()))
 
     per_sample: dict[str, np.ndarray] = {
         "sample_index": evaluation.indices,
@@ -188,7 +214,8 @@ def measure_privacy(
         **{f"score_{name}": values for name, values in scores.items()},
     }
     if config.dtc.enabled:
-        dtc_columns, distance, censored = _measure_dtc(config, splits, model, evaluation)
+        with component("dtc"):
+            dtc_columns, distance, censored = _measure_dtc(config, splits, model, evaluation)
         columns.update(dtc_columns)
         columns["dtc_adv_excess"] = excess(columns["dtc_adv"], columns.get("dtc_adv_null_q95"))
         per_sample["dtc"] = distance
@@ -214,8 +241,8 @@ def leakage_columns(
     columns: dict[str, Any] = {}
     for name, values in scores.items():
         reference = shadow_scores.get(name) if shadow_scores is not None else None
-        columns.update(
-            metrics.summarize(
+        with component("intervals and nulls"):
+            summary = metrics.summarize(
                 values,
                 is_member,
                 prefix=name,
@@ -225,10 +252,12 @@ def leakage_columns(
                 n_permutations=options.n_permutations,
                 seed=config.seed,
             )
-        )
+        columns.update(summary)
     best: dict[str, Any] = {"adv": max(columns[f"{name}_adv"] for name in scores)}
-    best.update(_best_attack_null(scores, is_member, options, config.seed))
-    best.update(epsilon_columns(scores, is_member, config.mechanisms.dp_delta, config.seed))
+    with component("intervals and nulls"):
+        best.update(_best_attack_null(scores, is_member, options, config.seed))
+    with component("eps_lb"):
+        best.update(epsilon_columns(scores, is_member, config.mechanisms.dp_delta, config.seed))
     return columns, best
 
 

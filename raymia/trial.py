@@ -18,6 +18,7 @@ from .attacks.reference import online_model_count, reference_model_count
 from .canaries import OBJECTIVES as CANARY_OBJECTIVES
 from .canaries import Canaries, draw_canaries
 from .config import TrialConfig, parse_trial_config
+from .costs import component
 from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
 from .measure import measure_privacy
 from .privacy_audit import OBJECTIVE_COLUMNS
@@ -118,9 +119,11 @@ def run_trial(
 
     The row holds the flattened config, `status` "ok", `test_acc`, `train_acc`, `dp_epsilon`
     (None without DP-SGD), `epochs_run`, every attack's metrics (`<attack>_adv`, `_auc`, ...),
-    `adv` (the largest advantage), the `dtc_*` summary, `train_seconds`, `measure_seconds`
-    and versions. Per-sample scores ride separately under the key `scores` (a dict of
-    equal-length arrays: sample_index, is_member, score_<attack>, dtc, dtc_censored).
+    `adv` (the largest advantage), the `dtc_*` summary, `train_seconds` (the target's
+    training), `reference_seconds` (the shadow's and reference models' training, part of)
+    `measure_seconds` (everything after the target's training) and versions. Per-sample
+    scores ride separately under the key `scores` (a dict of equal-length arrays:
+    sample_index, is_member, score_<attack>, dtc, dtc_censored).
     `threads` caps torch's intra-op threads at the CPUs the scheduler gave this trial. The
     target trains on every member (`members_trained` = len(members)); early stopping and
     adversarial regularization use the held-out split. With `attacks.canaries` = N the target
@@ -140,7 +143,10 @@ def run_trial(
     # The target trains on every member (and the member canaries); its mechanisms' side data
     # is the owner's held-out set.
     trained_on = members if canaries is None else concat_splits(members, canaries.members)
-    trained = train_model(config, splits.info, trained_on, held_out=splits.held_out, device=device)
+    with component("target training"):
+        trained = train_model(
+            config, splits.info, trained_on, held_out=splits.held_out, device=device
+        )
     started = time.perf_counter()
     model = trained.model
     row: dict[str, Any] = {
@@ -149,8 +155,12 @@ def run_trial(
         **config.flat(),
         "device": device.type,
         "members_trained": len(trained_on),
-        "test_acc": accuracy(model, splits.test if canaries is None else canaries.test, device),
-        "train_acc": accuracy(model, members, device),
+    }
+    with component("accuracy"):
+        test = splits.test if canaries is None else canaries.test
+        row["test_acc"] = accuracy(model, test, device)
+        row["train_acc"] = accuracy(model, members, device)
+    row |= {
         "dp_epsilon": trained.dp_epsilon,
         "epochs_run": trained.epochs_run,
         "train_seconds": trained.seconds,

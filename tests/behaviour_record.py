@@ -90,7 +90,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 CANARY_DRAWS = ((0, 40), (1, 40), (7, 100))
 
 #: Columns that depend on the machine, the clock or the checkout, not on the trial.
-VOLATILE = {"train_seconds", "measure_seconds", "git_sha", "device"}
+VOLATILE = {"train_seconds", "reference_seconds", "measure_seconds", "git_sha", "device"}
 
 
 def _is_volatile(column: str) -> bool:

@@ -14,6 +14,7 @@ from raymia.data import (
     check_reference_size,
     load_pool,
     load_splits,
+    split_pool,
 )
 
 SETS = ("members", "non_members", "held_out", "reference")
@@ -34,6 +35,7 @@ def test_default_sizes_fit_each_pool_and_leave_the_shadow_calibration_samples():
         "fashion-mnist": 60_000,
         "cifar10": 50_000,
         "cifar100": 50_000,
+        "synthetic-cifar10": 40_000,
     }
     for name, pool in pools.items():
         info = DATASETS[name]
@@ -165,3 +167,35 @@ def test_every_data_set_is_named_in_the_trial_help():
     help_text = next(a.help for a in trial._actions if "--dataset" in a.option_strings)
     for name in DATASETS:
         assert name in help_text, name
+
+
+def test_synthetic_cifar10_is_cifar10_shaped_learnable_fixed_and_marked_synthetic():
+    from sklearn.linear_model import LogisticRegression
+
+    pool = load_pool("synthetic-cifar10")
+    assert pool.info.synthetic and not DATASETS["cifar10"].synthetic
+    assert pool.train_x.shape == (40_000, 3, 32, 32) and pool.test_x.shape == (5_000, 3, 32, 32)
+    assert pool.train_x.dtype == torch.float32
+    counts = np.bincount(pool.train_y.numpy(), minlength=10)
+    assert counts.min() > 3_700  # every class, about equally often
+    # the same images on every load (generated from a fixed seed)
+    again = load_pool("synthetic-cifar10")
+    assert torch.equal(again.train_x[:50], pool.train_x[:50])
+    # class-dependent: a linear model learns it well above chance, short of perfect
+    x = pool.train_x[:3_000].reshape(3_000, -1).numpy()
+    y = pool.train_y[:3_000].numpy()
+    score = LogisticRegression(max_iter=200).fit(x[:2_000], y[:2_000]).score(x[2_000:], y[2_000:])
+    assert 0.4 < score < 0.98, score
+    # room for the study's largest benchmark size: 10,000 members with the rest of the protocol
+    sizes = {"members": 10_000, "non_members": 10_000, "held_out": 1_000, "reference": 12_000}
+    splits = split_pool(pool, 0, **sizes)
+    assert check_reference_size(len(splits.reference), 10_000, 1_000) >= MIN_CALIBRATION
+
+
+def test_a_synthetic_trial_says_so_in_its_report():
+    from raymia.cli import format_row
+
+    row = {"dataset": "synthetic-cifar10", "seed": 0, "test_acc": 0.5, "train_acc": 0.9}
+    row.update(dp_epsilon=None, epochs_run=1, train_seconds=1.0, measure_seconds=1.0)
+    assert "SYNTHETIC images" in format_row(row, {})
+    assert "SYNTHETIC" not in format_row({**row, "dataset": "digits"}, {})

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..costs import component
 from ..outputs import ArrayLike, chunked
 from .registry import REGISTRY, Attack, ReferenceSet, Target
 
@@ -71,7 +72,10 @@ def score_all(
     def chunk_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {a.name: a.from_logits(logits, labels) for a in from_logits}  # type: ignore[misc]
 
-    found = chunked(model, x, y, batch_size, chunk_scores) if from_logits else {}
+    found = {}
+    if from_logits:
+        with component("logit attacks"):  # one forward pass shared by all of them
+            found = chunked(model, x, y, batch_size, chunk_scores)
     target = Target(
         model,
         torch.as_tensor(x),
@@ -84,4 +88,11 @@ def score_all(
         online=online,
         flip=flip,
     )
-    return {a.name: found[a.name] if a.from_logits else a.score(target) for a in chosen}  # type: ignore[misc]
+    scores = {}
+    for a in chosen:
+        if a.from_logits:
+            scores[a.name] = found[a.name]
+        else:
+            with component(a.name):
+                scores[a.name] = a.score(target)  # type: ignore[misc]
+    return scores

@@ -1,0 +1,59 @@
+"""Where a trial's time goes: components timed, recordings nested, reference training apart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from raymia.costs import component, recording
+
+
+def test_components_add_up_by_name_in_every_open_recording():
+    with recording() as outer:
+        with component("a"):
+            time.sleep(0.02)
+        with recording() as inner:
+            with component("a"), component("b"):
+                time.sleep(0.01)
+    assert list(outer) == ["a", "b"] and set(inner) == {"a", "b"}
+    assert outer["a"].calls == 2 and inner["a"].calls == 1
+    assert outer["a"].seconds >= 0.03 and 0.01 <= inner["a"].seconds < outer["a"].seconds
+    assert inner["b"].peak_bytes is None  # memory only when asked
+    with component("c") as cost:  # outside any recording: still timed, recorded nowhere
+        time.sleep(0.01)
+    assert cost.seconds >= 0.01 and "c" not in outer
+
+
+def test_a_components_peak_memory_is_its_own():
+    import numpy as np
+
+    with recording(memory=True) as costs:
+        with component("big"):
+            block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+            del block
+        with component("small"):
+            pass
+    if costs["big"].peak_bytes is None:
+        pytest.skip("this system does not let a process reset its peak memory")
+    assert costs["big"].peak_bytes - costs["small"].peak_bytes > 48 * 2**20
+
+
+@pytest.mark.slow
+def test_the_row_says_what_the_reference_models_cost():
+    from raymia.trial import run_trial
+
+    base = {
+        "epochs": 1,
+        "attacks": {"merlin_neighbours": 2, "n_bootstrap": 0},
+        "dtc": {"enabled": False},
+    }
+    with recording() as costs:
+        shadow = run_trial({**base, "attacks": {**base["attacks"], "shadow_calibration": True}})
+    assert 0 < shadow["reference_seconds"] < shadow["measure_seconds"]
+    assert shadow["reference_seconds"] == pytest.approx(costs["reference training"].seconds)
+    assert {"target training", "accuracy", "logit attacks", "merlin", "intervals and nulls"} <= set(
+        costs
+    )
+    plain = run_trial({**base, "attacks": {**base["attacks"], "shadow_calibration": False}})
+    assert plain["reference_seconds"] == 0.0
