@@ -186,14 +186,13 @@ def _measure(
     scores = attack(scored, _online_part(online, slice(0, n_scored)))
 
     columns: dict[str, Any] = {"eval_members": int(evaluation.is_member.sum())}
-    with component("leakage columns"):
-        per_attack, best = leakage_columns(
-            scores,
-            evaluation.is_member,
-            config,
-            shadow_scores=shadow_scores,
-            shadow_is_member=shadow_is_member,
-        )
+    per_attack, best = leakage_columns(
+        scores,
+        evaluation.is_member,
+        config,
+        shadow_scores=shadow_scores,
+        shadow_is_member=shadow_is_member,
+    )
     columns.update(per_attack)
     with component("extra columns"):
         for name, values in scores.items():
