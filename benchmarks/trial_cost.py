@@ -112,28 +112,40 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
 
 
 def report(results: dict[str, dict[str, Any]]) -> str:
-    """Return the benchmark's tables: seconds per part, slopes, peak memory, ratios."""
+    """Return the benchmark's tables: seconds per part, slopes, peak memory, ratios.
+
+    Two slopes per part: over the sizes of one data set (the same network and image size, so
+    the slope is the growth in the scored samples alone: the synthetic pair) and over every
+    size (which mixes networks: an 8x8 digit costs far less than a 32x32x3 image)."""
     sizes = list(results)
     parts: list[str] = []
     for result in results.values():
         parts += [p for p in result["costs"] if p not in parts and p != "data"]
     scored = [results[s]["scored"] for s in sizes]
+    same = [s for s in sizes if s.startswith("synthetic-")]
+
+    def seconds_of(part: str, names: list[str]) -> list[float]:
+        return [results[s]["costs"].get(part, {}).get("seconds", 0.0) for s in names]
+
+    def shown(fit: float | None) -> str:
+        return "n/a" if fit is None else f"{fit:.2f}"
+
     lines = [
         "| part | "
         + " | ".join(f"{s} ({n:,} scored)" for s, n in zip(sizes, scored, strict=True))
-        + " | slope |",
-        "|---" * (len(sizes) + 2) + "|",
+        + " | slope, one data set | slope, all sizes |",
+        "|---" * (len(sizes) + 3) + "|",
     ]
     for part in parts:
-        seconds = [results[s]["costs"].get(part, {}).get("seconds", 0.0) for s in sizes]
-        fit = slope(scored, seconds)
+        seconds = seconds_of(part, sizes)
+        within = slope([results[s]["scored"] for s in same], seconds_of(part, same))
         cells = " | ".join(f"{x:.2f}" for x in seconds)
-        lines.append(f"| {part} | {cells} | {'n/a' if fit is None else f'{fit:.2f}'} |")
+        lines.append(f"| {part} | {cells} | {shown(within)} | {shown(slope(scored, seconds))} |")
     peaks = []
     for s in sizes:
         found = [c["peak_bytes"] for c in results[s]["costs"].values() if c["peak_bytes"]]
         peaks.append(f"{max(found) / 2**30:.2f} GB" if found else "n/a")
-    lines.append("| peak memory | " + " | ".join(peaks) + " | |")
+    lines.append("| peak memory | " + " | ".join(peaks) + " | | |")
     lines.append("")
     lines.append("measurement apart from the reference models / the target's training:")
     for s in sizes:

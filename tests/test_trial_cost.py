@@ -52,7 +52,9 @@ def test_the_report_names_every_part_with_its_slope_and_the_ratio():
             "costs": costs,
         }
 
-    text = trial_cost.report({"a": result(100, 1.0), "b": result(1_000, 10.0)})
-    assert "| merlin | 2.00 | 20.00 | 1.00 |" in text
-    assert "| peak memory | 1.00 GB | 1.00 GB | |" in text
-    assert "b: (31.0 - 1.0) / 10.0 s = 3.00x" in text
+    results = {"digits": result(100, 1.0), "synthetic-2500": result(1_000, 10.0)}
+    results["synthetic-10000"] = result(4_000, 80.0)  # 8x for 4x: quadratic within the pair
+    text = trial_cost.report(results)
+    assert "| merlin | 2.00 | 20.00 | 160.00 | 1.50 | 1.17 |" in text
+    assert "| peak memory | 1.00 GB | 1.00 GB | 1.00 GB | | |" in text
+    assert "synthetic-2500: (31.0 - 1.0) / 10.0 s = 3.00x" in text
