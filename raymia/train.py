@@ -17,6 +17,7 @@ from .config import ConfigError, TrialConfig, mechanisms_model
 from .data import DatasetInfo, Split
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
 from .models import build_model, init_parameters, use_generator
+from .outputs import chunked
 
 
 class TrainingDiverged(RuntimeError):
@@ -60,16 +61,18 @@ def soft_cross_entropy(
     return -(targets * log_p).sum(dim=1).mean() * temperature**2
 
 
-def accuracy(model: nn.Module, split: Split, device: torch.device, batch_size: int = 1024) -> float:
-    """Return the top-1 accuracy of `model` on `split` (eval mode, no grad)."""
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            x = split.x[start : start + batch_size].to(device)
-            y = split.y[start : start + batch_size].to(device)
-            correct += int((model(x).argmax(dim=1) == y).sum())
-    return correct / max(1, len(split))
+def accuracy(
+    model: nn.Module, split: Split, device: torch.device, batch_size: int | None = None
+) -> float:
+    """Return the top-1 accuracy of `model` on `split` (eval mode, no grad; `batch_size` rows
+    per pass, None: :func:`raymia.outputs.rows_per_pass` of the model's device)."""
+    if len(split) == 0:
+        return 0.0
+
+    def hits(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"hit": logits.argmax(dim=1) == y}
+
+    return float(chunked(model, split.x, split.y, batch_size, hits)["hit"].mean())
 
 
 def _optimizer(config: TrialConfig, model: nn.Module, options: dict) -> torch.optim.Optimizer:

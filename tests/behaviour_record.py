@@ -187,7 +187,7 @@ def logits(model: Any, name: str) -> np.ndarray:
     splits = _splits(name)
     evaluation = balanced_evaluation(splits.members, splits.non_members, config(name).seed)
     fused = fuse_for_inference(model)
-    return chunked(fused, evaluation.x, evaluation.y, 1024, lambda z, _y: {"z": z})["z"]
+    return chunked(fused, evaluation.x, evaluation.y, None, lambda z, _y: {"z": z})["z"]
 
 
 def load_target(name: str, arrays: dict[str, np.ndarray]) -> Any:

@@ -193,7 +193,7 @@ def query_signal(
         return {"s": margin(logits, labels)}
 
     views = [x] if views is None else views
-    return np.stack([chunked(model, v, y, 1024, chunk)["s"] for v in views], axis=1)
+    return np.stack([chunked(model, v, y, None, chunk)["s"] for v in views], axis=1)
 
 
 def target_views(target: Target, x: torch.Tensor | None = None) -> list[torch.Tensor]:

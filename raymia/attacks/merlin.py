@@ -80,7 +80,7 @@ def _scores(target: Target) -> np.ndarray:
         options.merlin_neighbours,
         options.merlin_sigma,
         target.seed,
-        batch_size=4 * target.batch_size,
+        batch_size=target.batch_size,
     )
 
 

@@ -53,7 +53,7 @@ def true_class_log_probability(model: torch.nn.Module, x: ArrayLike, y: ArrayLik
         log_p, _ = stable_log_softmax(logits)
         return {"log_p": log_p.gather(1, labels.view(-1, 1)).squeeze(1)}
 
-    return chunked(model, x, y, 1024, chunk)["log_p"]
+    return chunked(model, x, y, None, chunk)["log_p"]
 
 
 def _log_mean(log_values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

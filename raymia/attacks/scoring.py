@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..costs import component
-from ..outputs import ArrayLike, chunked
+from ..outputs import ArrayLike, chunked, device_dtype, rows_per_pass
 from .registry import REGISTRY, Attack, ReferenceSet, Target
 
 __all__ = ["score_all", "scores_from_logits"]
@@ -47,7 +47,7 @@ def score_all(
     y: ArrayLike,
     options: Any,
     seed: int,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     reference_models: Sequence[nn.Module] | None = None,
     *,
     offline: ReferenceSet | None = None,
@@ -64,6 +64,8 @@ def score_all(
     `AttackOptions`; `seed` seeds any randomness (Merlin's noise). Each value is a float64
     array of shape (N,).
     """
+    if batch_size is None:
+        batch_size = rows_per_pass(device_dtype(model)[0])
     if reference_models is None and offline is not None:
         reference_models = offline.models
     chosen = [a for a in REGISTRY.values() if _runs(a, options, reference_models, online)]
