@@ -309,7 +309,7 @@ def _measure_dtc(
         bisection_steps=settings.bisection_steps,
         pgd_steps=settings.pgd_steps,
         # fewer rows per pass on a CPU, where they run faster (the same distances)
-        batch_size=min(DtcOptions.batch_size, rows_per_pass(device_dtype(model)[0])),
+        batch_size=min(DtcOptions.batch_size, rows_per_pass(device_dtype(model)[0], evaluation.x)),
     )
     reference_margin = true_class_margin(
         model, splits.reference.x, splits.reference.y, batch_size=options.batch_size

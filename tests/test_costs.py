@@ -57,3 +57,32 @@ def test_the_row_says_what_the_reference_models_cost():
     )
     plain = run_trial({**base, "attacks": {**base["attacks"], "shadow_calibration": False}})
     assert plain["reference_seconds"] == 0.0
+
+
+def test_inference_rows_follow_the_device_and_the_image_size():
+    import torch
+
+    from raymia.outputs import ACCELERATOR_ROWS, CPU_ROWS, rows_per_pass
+
+    cpu = torch.device("cpu")
+    digits, mnist, cifar = (
+        torch.zeros(2, *shape) for shape in ((1, 8, 8), (1, 28, 28), (3, 32, 32))
+    )
+    assert rows_per_pass(cpu, digits) > rows_per_pass(cpu, mnist) >= rows_per_pass(cpu, cifar)
+    assert rows_per_pass(cpu, cifar) == CPU_ROWS[0] == rows_per_pass(cpu)  # never below
+    assert rows_per_pass(cpu, torch.zeros(2, 1, 2, 2)) == CPU_ROWS[1]  # nor above
+    assert rows_per_pass(torch.device("cuda"), cifar) == ACCELERATOR_ROWS
+
+
+def test_chunking_changes_no_score_beyond_rounding(digits):
+    import numpy as np
+
+    from raymia.models import build_model
+    from raymia.outputs import chunked
+
+    model = build_model(digits.info).eval()
+    x, y = digits.members.x, digits.members.y
+    fn = lambda z, t: {"z": z}  # noqa: E731
+    auto = chunked(model, x, y, None, fn)["z"]
+    for rows in (1, 7, 128, 4096):
+        assert np.allclose(chunked(model, x, y, rows, fn)["z"], auto, rtol=1e-5, atol=1e-6)

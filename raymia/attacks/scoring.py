@@ -65,7 +65,7 @@ def score_all(
     array of shape (N,).
     """
     if batch_size is None:
-        batch_size = rows_per_pass(device_dtype(model)[0])
+        batch_size = rows_per_pass(device_dtype(model)[0], x)
     if reference_models is None and offline is not None:
         reference_models = offline.models
     chosen = [a for a in REGISTRY.values() if _runs(a, options, reference_models, online)]
