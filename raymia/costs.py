@@ -1,11 +1,11 @@
 """Where a trial's time goes: wall seconds, and peak memory where asked, per component.
 
 A trial marks its parts with ``with component("merlin"):``. Each block's wall time is always
-measured; inside :func:`recording` every block's seconds are also added up by name (the row's
-`reference_seconds` is the recorded "reference training" of the trial's measurement, the cost
-benchmark records a whole trial), and
-with ``memory=True`` each block's peak resident memory is read too (Linux: the process's
-high-water mark is reset as the block starts). Nested blocks count in both.
+measured and yielded (the row's `reference_seconds` adds up the "reference training" blocks of
+its measurement); inside :func:`recording` (the cost benchmark) every block's seconds are also
+added up by name, and with ``memory=True`` each block's peak resident memory is read too
+(Linux: the process's high-water mark is reset as the block starts). Nested blocks count in
+both.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from .attacks.reference import (
 from .attacks.registry import ReferenceSet
 from .canaries import Canaries, canary_columns
 from .config import TrialConfig
-from .costs import component, recording
+from .costs import component
 from .data import Split, Splits, concat_splits
 from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
@@ -77,8 +77,9 @@ def balanced_evaluation(members: Split, non_members: Split, seed: int) -> Evalua
 
 def _reference_scores(
     config: TrialConfig, splits: Splits, device: torch.device
-) -> tuple[list[nn.Module], dict[str, np.ndarray] | None, np.ndarray | None]:
-    """Train the reference models; return them and the shadow's calibration scores + labels.
+) -> tuple[list[nn.Module], dict[str, np.ndarray] | None, np.ndarray | None, float]:
+    """Train the reference models; return them, the shadow's calibration scores + labels, and
+    the seconds their training took.
 
     The first reference model doubles as the shadow. Trained like the target (as many
     reference samples as the target has members, its own held-out slice as large as the
@@ -89,12 +90,12 @@ def _reference_scores(
     options = config.attacks
     k = reference_model_count(options)
     if k == 0:
-        return [], None, None
+        return [], None, None, 0.0
     sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
-    with component("reference training"):
+    with component("reference training") as trained:
         models = train_reference_models(config, splits.info, splits.reference, k, device, **sizes)
     if not options.shadow_calibration:
-        return models, None, None
+        return models, None, None, trained.seconds
     trained, _held_out, calibration = reference_rows(
         len(splits.reference), sizes["n_trained"], sizes["n_held_out"], 1, config.seed
     )[0]
@@ -104,29 +105,10 @@ def _reference_scores(
     # The shadow calibrates the attacks that need no reference models (LiRA is calibrated).
     with component("shadow scoring"):
         scores = score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
-    return models, scores, shadow_eval.is_member
+    return models, scores, shadow_eval.is_member, trained.seconds
 
 
 def measure_privacy(
-    config: TrialConfig,
-    splits: Splits,
-    model: nn.Module,
-    members: Split,
-    device: torch.device,
-    *,
-    canaries: Canaries | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run every registered attack that is on, and DtC, on `model`; return (columns,
-    per-sample scores). See :func:`_measure` for the columns; the last, `reference_seconds`,
-    is the wall time spent training the shadow, offline and online reference models."""
-    with recording() as costs:
-        columns, per_sample = _measure(config, splits, model, members, device, canaries=canaries)
-    trained = costs.get("reference training")
-    columns["reference_seconds"] = trained.seconds if trained else 0.0
-    return columns, per_sample
-
-
-def _measure(
     config: TrialConfig,
     splits: Splits,
     model: nn.Module,
@@ -148,12 +130,15 @@ def _measure(
     attacks' scores on `canaries` (all None without them). Online reference models train on
     the canaries like on the other scored samples (each IN for half of the models); the
     canaries are scored apart, never in the evaluation set, and not among the per-sample
-    scores.
+    scores. Last, `reference_seconds`: the wall time spent training the shadow, offline and
+    online reference models.
     """
     options = config.attacks
     model = fuse_for_inference(model)
     evaluation = balanced_evaluation(members, splits.non_members, config.seed)
-    reference_models, shadow_scores, shadow_is_member = _reference_scores(config, splits, device)
+    reference_models, shadow_scores, shadow_is_member, reference_seconds = _reference_scores(
+        config, splits, device
+    )
     sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
     offline = (
         offline_reference_set(reference_models, splits.reference, seed=config.seed, **sizes)
@@ -164,10 +149,11 @@ def _measure(
     scored = Split(evaluation.x, evaluation.y, evaluation.indices)
     if k_online := online_model_count(options):
         pool = scored if canaries is None else concat_splits(scored, canaries.scored())
-        with component("reference training"):
+        with component("reference training") as trained:
             online = train_online_models(
                 config, splits.info, pool, splits.reference, k_online, device, **sizes
             )
+        reference_seconds += trained.seconds
 
     def attack(target: Split, online_part: ReferenceSet | None) -> dict[str, np.ndarray]:
         return score_all(
@@ -219,6 +205,7 @@ def _measure(
         columns["dtc_adv_excess"] = excess(columns["dtc_adv"], columns.get("dtc_adv_null_q95"))
         per_sample["dtc"] = distance
         per_sample["dtc_censored"] = censored
+    columns["reference_seconds"] = reference_seconds
     return columns, per_sample
 
 

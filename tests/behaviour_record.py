@@ -233,9 +233,10 @@ def run(name: str) -> dict[str, Any]:
         return result
 
     def capture_shadow(*args: Any, **kwargs: Any) -> Any:
-        models, scores, is_member = reference_scores(*args, **kwargs)
+        found = reference_scores(*args, **kwargs)
+        scores, is_member = found[1], found[2]
         captured["shadow"] = None if scores is None else (scores, is_member)
-        return models, scores, is_member
+        return found
 
     torch.set_num_threads(1)
     trial.train_model, measure._reference_scores = capture_target, capture_shadow
