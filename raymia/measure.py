@@ -92,10 +92,10 @@ def _reference_scores(
     if k == 0:
         return [], None, None, 0.0
     sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
-    with component("reference training") as trained:
+    with component("reference training") as training:
         models = train_reference_models(config, splits.info, splits.reference, k, device, **sizes)
     if not options.shadow_calibration:
-        return models, None, None, trained.seconds
+        return models, None, None, training.seconds
     trained, _held_out, calibration = reference_rows(
         len(splits.reference), sizes["n_trained"], sizes["n_held_out"], 1, config.seed
     )[0]
@@ -105,7 +105,7 @@ def _reference_scores(
     # The shadow calibrates the attacks that need no reference models (LiRA is calibrated).
     with component("shadow scoring"):
         scores = score_all(models[0], shadow_eval.x, shadow_eval.y, options, config.seed)
-    return models, scores, shadow_eval.is_member, trained.seconds
+    return models, scores, shadow_eval.is_member, training.seconds
 
 
 def measure_privacy(
@@ -149,11 +149,11 @@ def measure_privacy(
     scored = Split(evaluation.x, evaluation.y, evaluation.indices)
     if k_online := online_model_count(options):
         pool = scored if canaries is None else concat_splits(scored, canaries.scored())
-        with component("reference training") as trained:
+        with component("reference training") as training:
             online = train_online_models(
                 config, splits.info, pool, splits.reference, k_online, device, **sizes
             )
-        reference_seconds += trained.seconds
+        reference_seconds += training.seconds
 
     def attack(target: Split, online_part: ReferenceSet | None) -> dict[str, np.ndarray]:
         return score_all(
