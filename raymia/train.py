@@ -65,7 +65,8 @@ def accuracy(
     model: nn.Module, split: Split, device: torch.device, batch_size: int | None = None
 ) -> float:
     """Return the top-1 accuracy of `model` on `split` (eval mode, no grad; `batch_size` rows
-    per pass, None: :func:`raymia.outputs.rows_per_pass` of the model's device)."""
+    per pass, None: :func:`raymia.outputs.rows_per_pass` of the model's device). The samples
+    go to the device the model is on, which `device` names."""
     if len(split) == 0:
         return 0.0
 
