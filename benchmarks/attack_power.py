@@ -18,22 +18,7 @@ import argparse
 import time
 from typing import Any
 
-import yaml
-
 COLUMNS = ("merlin_auc", "merlin_adv", "dtc_auc", "dtc_adv")
-
-
-def _apply(config: dict[str, Any], items: list[str]) -> dict[str, Any]:
-    """Return a copy of `config` with `a.b=value` settings applied (values read as YAML)."""
-    out = yaml.safe_load(yaml.safe_dump(config))
-    for item in items:
-        key, _, value = item.partition("=")
-        *path, last = key.strip().split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
-    return out
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -78,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = dict(parse_variant(v) for v in args.variant)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
 
-    from raymia.config import parse_trial_config
+    from raymia.config import apply_overrides, parse_trial_config
     from raymia.train import resolve_device, train_model
     from raymia.trial import prepare_data
 
@@ -114,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         for name, items in variants.items():
-            row = measure(_apply(config, items), splits, model, device)
+            row = measure(apply_overrides(config, items), splits, model, device)
             print(
                 f"| {seed} | {name} | {row['seconds']:.1f} | "
                 + " | ".join(cell(row, c, default) for c in columns)

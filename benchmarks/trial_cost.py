@@ -51,26 +51,15 @@ TRAINING = "target training"
 REFERENCE = "reference training"
 
 
-def _nested_set(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set `a.b = value` in a nested config dict."""
-    *path, last = key.split(".")
-    for part in path:
-        config = config.setdefault(part, {})
-    config[last] = value
-
-
 def trial_config(size: str, epochs: int | None, settings: list[str]) -> dict[str, Any]:
     """Return the trial config of one benchmark size, with `--epochs` and `--set` applied
-    (values read as YAML: numbers, booleans, strings)."""
-    import yaml
+    as `raymia trial --set` applies them (:func:`raymia.config.apply_overrides`)."""
+    from raymia.config import apply_overrides
 
     config: dict[str, Any] = dict(SIZES[size])
     if epochs is not None:
         config["epochs"] = epochs
-    for item in settings:
-        key, _, value = item.partition("=")
-        _nested_set(config, key.strip(), yaml.safe_load(value))
-    return config
+    return apply_overrides(config, settings)
 
 
 def run_size(config: dict[str, Any], threads: int) -> dict[str, Any]:

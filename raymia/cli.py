@@ -142,13 +142,11 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
     """Return a trial's result as a short human-readable report."""
     from .data import DATASETS
 
-    synthetic = DATASETS[row["dataset"]].synthetic if row["dataset"] in DATASETS else False
+    info = DATASETS.get(row["dataset"])
+    synthetic = info is not None and info.synthetic
     lines = [
         f"dataset {row['dataset']}, seed {row['seed']}, mechanisms: {active or 'none'}",
-        *(
-            ["SYNTHETIC images: for cost and throughput, not for conclusions about leakage"]
-            * synthetic
-        ),
+        *([_SYNTHETIC_NOTE] if synthetic else []),
         f"test_acc {_num(row['test_acc'])}   train_acc {_num(row['train_acc'])}   "
         f"dp_epsilon {_num(row['dp_epsilon'], 2)}{_dp_detail(row)}   epochs {row['epochs_run']}",
         "",
