@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import deadline
-from .metrics import advantage, auc, null_advantage
+from .metrics import advantage, advantage_ci, auc, bootstrap_ci, null_advantage
 from .outputs import device_dtype, eval_mode, margin, wide
 
 __all__ = [
@@ -262,14 +262,21 @@ def dtc_reference(
 
 
 def summarize_dtc(
-    member: DtcResult, non_member: DtcResult, n_permutations: int = 0, seed: int = 0
+    member: DtcResult,
+    non_member: DtcResult,
+    n_permutations: int = 0,
+    seed: int = 0,
+    n_boot: int = 0,
 ) -> dict[str, float | None]:
     """Summarize DtC of members against non-members for one trial.
 
     The membership score is -distance (members are expected to be closer to confident).
 
     Returns:
-        ``dtc_auc`` and ``dtc_adv`` (AUC and membership advantage of that score),
+        ``dtc_auc`` and ``dtc_adv`` (AUC and membership advantage of that score), with
+        their 95% intervals as every attack has them (:func:`raymia.metrics.summarize`):
+        ``dtc_auc_lo`` / ``dtc_auc_hi`` (stratified bootstrap, ``n_boot`` replicates seeded by
+        ``seed``; None when n_boot is 0) and ``dtc_adv_lo`` / ``dtc_adv_hi`` (DKW),
         ``dtc_adv_null_q95`` and ``dtc_adv_p`` (95th percentile of the advantage under
         ``n_permutations`` label permutations, and the permutation p-value of ``dtc_adv``, from
         :func:`raymia.metrics.null_advantage` seeded by ``seed``; None when n_permutations is
@@ -283,13 +290,20 @@ def summarize_dtc(
     scores = -np.concatenate([member.distance, non_member.distance])
     is_member = np.concatenate([np.ones(len(member), bool), np.zeros(len(non_member), bool)])
     censored = np.concatenate([member.censored, non_member.censored])
-    q95 = p_value = None
+    q95 = p_value = auc_lo = auc_hi = None
     if n_permutations:
         null = null_advantage(scores, is_member, n_permutations=n_permutations, seed=seed)
         q95, p_value = null.q95, null.p_value
+    if n_boot:
+        auc_lo, auc_hi = bootstrap_ci(scores, is_member, "auc", n_boot=n_boot, seed=seed)
+    adv_lo, adv_hi = advantage_ci(scores, is_member, 0.95)
     return {
         "dtc_auc": auc(scores, is_member),
+        "dtc_auc_lo": auc_lo,
+        "dtc_auc_hi": auc_hi,
         "dtc_adv": advantage(scores, is_member),
+        "dtc_adv_lo": adv_lo,
+        "dtc_adv_hi": adv_hi,
         "dtc_adv_null_q95": q95,
         "dtc_adv_p": p_value,
         "dtc_median_member": float(np.median(member.distance)),

@@ -285,8 +285,10 @@ def _measure_dtc(
     config.seed; classes in proportion to the evaluation set). Confidence is the true-class
     margin phi = z_y - logsumexp_{i != y} z_i (the logit of p_y, see :mod:`raymia.dtc`); tau's
     quantile comes from the margins of the reference data, which are non-members of the target.
-    The summary's ``dtc_tau`` is that margin target (logit domain: p_y = sigmoid(dtc_tau)), and
-    ``dtc_adv_null_q95`` / ``dtc_adv_p`` its permutation null (config.attacks.n_permutations
+    The summary's ``dtc_tau`` is that margin target (logit domain: p_y = sigmoid(dtc_tau)),
+    ``dtc_samples`` the number of samples measured (members and non-members together; every
+    interval and null is computed on these), and ``dtc_adv_null_q95`` / ``dtc_adv_p`` the
+    permutation null (config.attacks.n_permutations
     label shuffles; None when 0).
     """
     settings = config.dtc
@@ -315,8 +317,10 @@ def _measure_dtc(
         _take(result, per_side + np.arange(per_side)),
         n_permutations=config.attacks.n_permutations,
         seed=config.seed,
+        n_boot=config.attacks.n_bootstrap,
     )
     summary["dtc_tau"] = tau
+    summary["dtc_samples"] = len(rows)
     distance = np.full(2 * n, np.nan)
     censored = np.zeros(2 * n, bool)
     distance[rows] = result.distance

@@ -11,6 +11,7 @@ from scipy.special import logit
 from sklearn.datasets import load_digits
 from torch import nn
 
+from raymia import metrics
 from raymia.config import AttackOptions, DtcSettings, TrialConfig
 from raymia.data import load_splits
 from raymia.dtc import (
@@ -191,15 +192,39 @@ def test_summarize_dtc_known_answer():
     assert s["dtc_median_non_member"] == pytest.approx(2.0)
     assert s["dtc_censored"] == pytest.approx(2 / 7)
     assert s["dtc_adv_null_q95"] is None and s["dtc_adv_p"] is None  # n_permutations = 0
+    assert s["dtc_auc_lo"] is None and s["dtc_auc_hi"] is None  # n_boot = 0
+    assert s["dtc_adv_lo"] <= 0.5 <= s["dtc_adv_hi"]  # DKW: needs no resampling
     assert set(s) == {
         "dtc_auc",
+        "dtc_auc_lo",
+        "dtc_auc_hi",
         "dtc_adv",
+        "dtc_adv_lo",
+        "dtc_adv_hi",
         "dtc_adv_null_q95",
         "dtc_adv_p",
         "dtc_median_member",
         "dtc_median_non_member",
         "dtc_censored",
     }
+
+
+def test_summarize_dtc_intervals_are_the_attacks_intervals():
+    # DtC's AUC and advantage carry the intervals every attack carries, on the same functions
+    # (their coverage is tested in test_metrics): the bootstrap of -distance, seeded.
+    rng = np.random.default_rng(3)
+    member = DtcResult(rng.exponential(1.0, 200), np.zeros(200, bool))
+    non_member = DtcResult(rng.exponential(1.5, 200), np.zeros(200, bool))
+    s = summarize_dtc(member, non_member, n_boot=300, seed=5)
+    scores = -np.r_[member.distance, non_member.distance]
+    is_member = np.r_[np.ones(200, bool), np.zeros(200, bool)]
+    assert (s["dtc_auc_lo"], s["dtc_auc_hi"]) == metrics.bootstrap_ci(
+        scores, is_member, "auc", n_boot=300, seed=5
+    )
+    assert (s["dtc_adv_lo"], s["dtc_adv_hi"]) == metrics.advantage_ci(scores, is_member, 0.95)
+    assert s["dtc_auc_lo"] < s["dtc_auc"] < s["dtc_auc_hi"]
+    assert s["dtc_adv_lo"] <= s["dtc_adv"] <= s["dtc_adv_hi"]
+    assert summarize_dtc(member, non_member, n_boot=300, seed=5) == s  # seeded
 
 
 def test_members_closer_on_memorizing_model(digits):
@@ -337,6 +362,7 @@ def test_saturated_model_is_measured_not_failed(digits_splits):
     assert 0.0 < summary["dtc_adv_p"] <= 1.0 and summary["dtc_adv_null_q95"] is not None
     measured = ~np.isnan(distance)
     assert measured.sum() == 200 and np.all(np.isfinite(distance[measured]))
+    assert summary["dtc_samples"] == 200  # the row says how many were measured
     assert np.any(distance[measured] > 0)  # a real search, not all confident at d = 0
 
 
@@ -413,3 +439,19 @@ def test_dtc_null_detects_signal():
     s = _summary(_null_distances(rng, 100) * 0.5, _null_distances(rng, 100), seed=0)
     assert s["dtc_adv"] > s["dtc_adv_null_q95"]
     assert s["dtc_adv_p"] == pytest.approx(1 / 100)
+
+
+def test_dtc_auc_interval_covers_at_the_subsample_size():
+    # Known truth: member distances ~ Exp(mean 1), non-members ~ Exp(mean 1.5), so
+    # AUC = P(member closer) = 1 / (1 + 2/3) = 0.6. At 125 per side (dtc.max_samples = 250)
+    # the bootstrap interval holds about its 95% level.
+    rng = np.random.default_rng(11)
+    hits = 0
+    for seed in range(200):
+        d_m = np.minimum(rng.exponential(1.0, 125), 8.0)
+        d_n = np.minimum(rng.exponential(1.5, 125), 8.0)
+        s = summarize_dtc(
+            DtcResult(d_m, d_m == 8.0), DtcResult(d_n, d_n == 8.0), n_boot=200, seed=seed
+        )
+        hits += s["dtc_auc_lo"] <= 0.6 <= s["dtc_auc_hi"]
+    assert 0.90 <= hits / 200 <= 0.99
