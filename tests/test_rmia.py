@@ -362,3 +362,54 @@ def test_online_models_train_on_their_half_of_the_scored_samples(small_digits, m
         assert trained - set(scored.indices) <= reference_ids
         assert len(held) == 50 and not held & trained and not held & population
         assert not trained & population
+
+
+class _Counting(torch.nn.Module):
+    """A fixed linear classifier on flattened images that counts the rows it is asked for."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 10)
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            self.linear.weight.copy_(torch.randn(10, 64, generator=g))
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.linear(x.flatten(1))
+
+
+def test_offline_rmia_queries_only_the_population_rows_it_reads():
+    # With one reference model `a` is not tuned, and the population rows that model trained or
+    # stopped on are never read: they must cost no forward passes, and the scores are those of
+    # querying every row and dropping them afterwards.
+    from raymia.attacks.registry import ReferenceSet, Target
+    from raymia.config import AttackOptions
+    from raymia.data import Split
+
+    rng = np.random.default_rng(0)
+    n, m = 40, 100
+    x = torch.as_tensor(rng.normal(size=(n, 1, 8, 8)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, 10, n))
+    pop = Split(
+        torch.as_tensor(rng.normal(size=(m, 1, 8, 8)), dtype=torch.float32),
+        torch.as_tensor(rng.integers(0, 10, m)),
+        np.arange(m),
+    )
+    out = np.zeros((1, m), bool)
+    out[0, rng.permutation(m)[:30]] = True  # 30 rows the reference model never saw
+    target_model, ref_model = _Counting(1), _Counting(2)
+    reference_set = ReferenceSet((ref_model,), pop, out, population_trained=~out)
+    options = AttackOptions()  # augmented queries on: 5 views of each row
+    target = Target(target_model, x, y, options, 0, offline=reference_set)
+    scores = rmia._offline_scores(target)
+    views = len(lira.target_views(target))
+    assert views == 5
+    assert target_model.rows == ref_model.rows == views * (n + 30)
+    tx, rx, tz, rz = rmia._signals(target, reference_set)  # every row, as before
+    usable = out.any(axis=0)
+    expected = rmia.rmia_offline_scores(
+        tx, rx, tz[usable], rz[:, usable], a=rmia.OFFLINE_A_DEFAULT, population_out=out[:, usable]
+    )
+    np.testing.assert_array_equal(scores, expected)

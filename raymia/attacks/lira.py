@@ -22,6 +22,7 @@ SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 __all__ = [
     "LIRA_PER_SAMPLE_STD_MIN_K",
+    "background_of",
     "lira_offline_scores",
     "lira_online_scores",
     "query_signal",
@@ -151,14 +152,17 @@ def lira_online_scores(
     return (log_density(inside) - log_density(~inside)).mean(axis=1)
 
 
-def query_views(x: torch.Tensor, flip: bool, augmented: bool = True) -> list[torch.Tensor]:
+def query_views(
+    x: torch.Tensor, flip: bool, augmented: bool = True, background: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     """Return the query views of a batch of images (N, C, H, W): the images themselves and,
     when ``augmented``, their copies shifted by one pixel up, down, left and right (the border
-    filled with the image's background, its per-channel minimum), and where ``flip`` (the data
-    set's mirror images keep their class: not digits or MNIST) the mirror image of each."""
+    filled with the images' background: ``background``, default :func:`background_of` x), and
+    where ``flip`` (the data set's mirror images keep their class: not digits or MNIST) the
+    mirror image of each."""
     if not augmented:
         return [x]
-    background = x.amin(dim=(0, 2, 3), keepdim=True) if x.numel() else x.new_zeros(1)
+    background = background_of(x) if background is None else background
     views = []
     for dy, dx in SHIFTS:
         shifted = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
@@ -172,6 +176,12 @@ def query_views(x: torch.Tensor, flip: bool, augmented: bool = True) -> list[tor
     if flip:
         views += [torch.flip(v, dims=(3,)) for v in views]
     return views
+
+
+def background_of(x: torch.Tensor) -> torch.Tensor:
+    """Return the background shifted views fill their border with: the per-channel minimum
+    over the images x (N, C, H, W), shape (1, C, 1, 1); zeros for no images."""
+    return x.amin(dim=(0, 2, 3), keepdim=True) if x.numel() else x.new_zeros(1)
 
 
 def query_signal(
@@ -196,11 +206,15 @@ def query_signal(
     return np.stack([chunked(model, v, y, None, chunk)["s"] for v in views], axis=1)
 
 
-def target_views(target: Target, x: torch.Tensor | None = None) -> list[torch.Tensor]:
+def target_views(
+    target: Target, x: torch.Tensor | None = None, background: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     """Return the query views of `x` (default the target's samples) as the trial's options and
-    the data set ask (``augmented_queries``; mirror images only where the data set allows)."""
+    the data set ask (``augmented_queries``; mirror images only where the data set allows),
+    the border filled with `background` (default :func:`background_of` x)."""
     x = target.x if x is None else x
-    return query_views(x, target.flip, bool(getattr(target.options, "augmented_queries", 0)))
+    augmented = bool(getattr(target.options, "augmented_queries", 0))
+    return query_views(x, target.flip, augmented, background)
 
 
 def _scores(target: Target) -> np.ndarray:

@@ -24,7 +24,7 @@ import torch
 
 from ..outputs import ArrayLike, chunked, stable_log_softmax
 from ..registry import Setting
-from .lira import query_signal, target_views
+from .lira import background_of, query_signal, target_views
 from .registry import Attack, ReferenceSet, Target, register
 
 __all__ = [
@@ -228,12 +228,17 @@ def _gamma(target: Target) -> float:
 
 
 def _signals(
-    target: Target, reference: ReferenceSet
+    target: Target, reference: ReferenceSet, population_rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return log p(y|x) on every query view: the target's and each reference model's on the
-    scored samples, then on the population: (N, A), (K, N, A), (M, A), (K, M, A)."""
+    scored samples, then on the population (its `population_rows`, default all): (N, A),
+    (K, N, A), (M, A), (K, M, A)."""
     pop = reference.population
-    views_x, views_z = target_views(target), target_views(target, pop.x)
+    # The shifted views' border is the whole population's background, whichever rows are read.
+    background = background_of(pop.x)
+    if population_rows is not None:
+        pop = pop.take(population_rows)
+    views_x, views_z = target_views(target), target_views(target, pop.x, background)
 
     def signal(model: torch.nn.Module, views: list[torch.Tensor], y: torch.Tensor) -> np.ndarray:
         return query_signal(model, views[0], y, views, log_probability=True)
@@ -250,21 +255,31 @@ def _offline_scores(target: Target) -> np.ndarray:
     reference = target.offline
     if reference is None:
         raise ValueError("offline RMIA needs the trial's reference models and their data")
-    target_x, refs_x, target_z, refs_z = _signals(target, reference)
     out = reference.population_out
     usable = out.any(axis=0)
     a = float(target.options.rmia_offline_a)
-    if a < 0:  # tuned on the first reference model, attacked with the others
+    if a < 0 and _tunable(reference):
+        # tuned on the first reference model, attacked with the others: every row is read
+        target_x, refs_x, target_z, refs_z = _signals(target, reference)
         a = _tuned_a(reference, refs_z, out, _gamma(target))
+        target_z, refs_z = target_z[usable], refs_z[:, usable]
+    else:  # only the population rows some model never saw are read: score only those
+        target_x, refs_x, target_z, refs_z = _signals(target, reference, np.flatnonzero(usable))
+        a = OFFLINE_A_DEFAULT if a < 0 else a
     return rmia_offline_scores(
         target_x,
         refs_x,
-        target_z[usable],
-        refs_z[:, usable],
+        target_z,
+        refs_z,
         a=a,
         gamma=_gamma(target),
         population_out=out[:, usable],
     )
+
+
+def _tunable(reference: ReferenceSet) -> bool:
+    """True when `a` can be tuned: a second reference model, and rows known to be trained."""
+    return len(reference.models) >= 2 and reference.population_trained is not None
 
 
 def _tuned_a(reference: ReferenceSet, refs_z: np.ndarray, out: np.ndarray, gamma: float) -> float:
@@ -274,9 +289,8 @@ def _tuned_a(reference: ReferenceSet, refs_z: np.ndarray, out: np.ndarray, gamma
     saw (non-members); the other half of those rows is the population; models 1..K-1 are the
     references, each only where it is OUT.
     """
-    k = len(reference.models)
     trained = reference.population_trained
-    if k < 2 or trained is None:
+    if not _tunable(reference) or trained is None:
         return OFFLINE_A_DEFAULT
     unseen = np.flatnonzero(out[0])
     rng = np.random.default_rng([reference.seed, 17])
