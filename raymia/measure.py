@@ -94,6 +94,7 @@ def _reference_scores(
     sizes = {"n_trained": len(splits.members), "n_held_out": len(splits.held_out)}
     with component("reference training") as training:
         models = train_reference_models(config, splits.info, splits.reference, k, device, **sizes)
+    models = [fuse_for_inference(m) for m in models]  # only ever queried from here on
     if not options.shadow_calibration:
         return models, None, None, training.seconds
     trained, _held_out, calibration = reference_rows(
@@ -153,6 +154,7 @@ def measure_privacy(
             online = train_online_models(
                 config, splits.info, pool, splits.reference, k_online, device, **sizes
             )
+        online = replace(online, models=tuple(fuse_for_inference(m) for m in online.models))
         reference_seconds += training.seconds
 
     def attack(target: Split, online_part: ReferenceSet | None) -> dict[str, np.ndarray]:

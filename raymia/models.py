@@ -159,10 +159,16 @@ def build_model(info: DatasetInfo, dropout: float = 0.0, norm: Norm = "group") -
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
-    """Return an eval-mode copy with each Conv2d + BatchNorm2d pair folded into one Conv2d.
+    """Return an eval-mode copy laid out for fast inference, computing the same function:
+    each Conv2d + BatchNorm2d pair folded into one Conv2d and, on a CPU, the convolution
+    weights channels-last.
 
-    The same function, fewer operations: the attacks and DtC run many forward and backward
-    passes through a trained model, and in eval mode BatchNorm is only an affine map.
+    The attacks and DtC run many forward and backward passes through a trained model: in
+    eval mode BatchNorm is only an affine map, and on a CPU channels-last convolution,
+    normalization and pooling kernels infer 1.3-1.5x faster than NCHW ones for raymia's
+    networks (measured on 2 cores: the 28x28 network at 165 rows, the 8x8 at 2,048, the
+    VGG-style at 128; logits equal to float rounding, about 1e-7). Inputs stay NCHW: each
+    convolution takes the layout of its weights.
     """
     import copy
 
@@ -177,4 +183,7 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
             if isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
                 module[i] = fuse_conv_bn_eval(layers[i], layers[i + 1])
                 module[i + 1] = nn.Identity()
+    on_cpu = all(p.device.type == "cpu" for p in fused.parameters())
+    if on_cpu and any(isinstance(m, nn.Conv2d) for m in fused.modules()):
+        fused = fused.to(memory_format=torch.channels_last)
     return fused

@@ -53,6 +53,25 @@ def test_fusing_batch_norm_keeps_the_function():
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
 
 
+@pytest.mark.parametrize("name", ["mnist-5k", "cifar10"])
+def test_inference_copy_is_channels_last_on_a_cpu_and_keeps_the_function(name):
+    # The attacks' copy runs channels-last on a CPU (faster there), the logits the same to
+    # float rounding, on NCHW inputs as the attacks pass them; the trained model is untouched.
+    from raymia.models import fuse_for_inference
+
+    info = DATASETS[name]
+    model = init_parameters(build_model(info), torch.Generator().manual_seed(0)).eval()
+    fused = fuse_for_inference(model)
+    convs = [m for m in fused.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(
+        m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.Conv2d)
+    )  # original untouched
+    x = torch.randn(8, info.channels, info.image_size, info.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["digits", "cifar10"])
 def test_init_parameters_draws_torchs_default_init_from_a_generator(name):
     # Known answer: the same draws, in the same order, as torch's own init after manual_seed.
