@@ -4,9 +4,9 @@ Trains one trial per seed on a data set (default mnist-5k) and measures it under
 attack settings and under each variant (`--variant NAME:KEY=VALUE[,KEY=VALUE]`, trial settings
 as `raymia trial --set` takes them), on the same trained target: the measurement is re-run,
 not the training. For each attack column asked for (`--columns`, default Merlin's AUC and
-advantage and DtC's), it prints the default's value with its 95% interval where the row has
+advantage, RMIA's and DtC's), it prints the default's value with its 95% interval where the row has
 one, each variant's value, whether it lies inside the default's interval, and the seconds
-each measurement took.
+each measurement took apart from training the shadow and reference models.
 
     python benchmarks/attack_power.py [--dataset mnist-5k] [--seeds 0,1,2] [--device cpu]
         --variant merlin20:attacks.merlin_neighbours=20 --variant dtc250:dtc.max_samples=250
@@ -18,7 +18,7 @@ import argparse
 import time
 from typing import Any
 
-COLUMNS = ("merlin_auc", "merlin_adv", "dtc_auc", "dtc_adv")
+COLUMNS = ("merlin_auc", "merlin_adv", "rmia_auc", "rmia_adv", "dtc_auc", "dtc_adv")
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -32,7 +32,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 
 def inside(row: dict[str, Any], column: str, value: float | None) -> str:
     """Return 'yes'/'no' for `value` within the default row's 95% interval of `column`, or
-    'n/a' where the row has none (DtC's columns: their permutation null is printed instead)."""
+    'n/a' where the row has none."""
     lo, hi = row.get(f"{column}_lo"), row.get(f"{column}_hi")
     if value is None or lo is None or hi is None:
         return "n/a"
@@ -40,14 +40,15 @@ def inside(row: dict[str, Any], column: str, value: float | None) -> str:
 
 
 def measure(config: dict[str, Any], splits: Any, model: Any, device: Any) -> dict[str, Any]:
-    """Return the measurement columns of `model` under `config`, with their seconds."""
+    """Return the measurement columns of `model` under `config`, with the seconds the
+    measurement took apart from training the shadow and reference models (`seconds`)."""
     from raymia.config import parse_trial_config
     from raymia.measure import measure_privacy
 
     parsed = parse_trial_config(config)
     started = time.perf_counter()
     columns, _ = measure_privacy(parsed, splits, model, splits.members, device)
-    columns["seconds"] = time.perf_counter() - started
+    columns["seconds"] = time.perf_counter() - started - columns["reference_seconds"]
     return columns
 
 
