@@ -175,6 +175,47 @@ def test_merlin_is_deterministic_given_the_seed():
         attacks.merlin_scores(model, x, y, neighbours=0, sigma=0.5, seed=0)
 
 
+def test_antithetic_merlin_is_unbiased_with_less_noise():
+    # Known truth: the Bowl's loss rises at x = c + delta iff ||delta + sigma e||^2 > ||delta||^2,
+    # whose probability p a million numpy draws give. Over 300 seeds both estimators average to
+    # p; the antithetic one (pairs +e, -e) varies less. On a linear loss every pair has one rise
+    # and one fall: antithetic Merlin is exactly 1/2, the independent one only on average.
+    centre = torch.zeros(1, 2, 2)
+    delta = torch.tensor([[[0.3, -0.2], [0.1, 0.25]]])
+    sigma, t = 0.05, 10  # small against delta: the linear term dominates, p near 0.6
+    e = np.random.default_rng(0).normal(size=(1_000_000, 4))
+    d = delta.numpy().reshape(-1)
+    p = np.mean(((d + sigma * e) ** 2).sum(axis=1) > (d**2).sum())
+    model, x, y = Bowl(centre), (centre + delta).unsqueeze(0), torch.tensor([0])
+    runs = {
+        anti: np.array(
+            [
+                attacks.merlin_scores(model, x, y, t, sigma, seed, antithetic=anti)[0]
+                for seed in range(300)
+            ]
+        )
+        for anti in (False, True)
+    }
+    for scores in runs.values():
+        assert abs(scores.mean() - p) < 3 * scores.std() / np.sqrt(300) + 1e-9
+    assert runs[True].var() < 0.7 * runs[False].var()
+
+    class Ramp(nn.Module):  # logits (w . x, 0): the loss is monotone in one linear function
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = x.flatten(1) @ torch.tensor([1.0, -2.0, 0.5, 1.5], dtype=x.dtype)
+            return torch.stack([z, torch.zeros_like(z)], dim=1)
+
+    linear = Ramp()
+    xs, ys = torch.from_numpy(X), torch.from_numpy(Y) % 2
+    anti = attacks.merlin_scores(linear, xs, ys, 10, 0.5, 0, antithetic=True)
+    iid = attacks.merlin_scores(linear, xs, ys, 10, 0.5, 0, antithetic=False)
+    np.testing.assert_array_equal(anti, 0.5)
+    assert not np.all(iid == 0.5)
+    odd = attacks.merlin_scores(linear, xs, ys, 11, 0.5, 0, antithetic=True)
+    np.testing.assert_allclose(odd * 11, np.round(odd * 11))  # 5 pairs and one unpaired copy
+    assert np.all(np.abs(odd - 0.5) <= 0.5 / 11 + 1e-12)
+
+
 # --------------------------------------------------------------------------------------------
 # LiRA offline
 # --------------------------------------------------------------------------------------------
