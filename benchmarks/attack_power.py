@@ -10,6 +10,9 @@ each measurement took apart from training the shadow and reference models.
 
     python benchmarks/attack_power.py [--dataset mnist-5k] [--seeds 0,1,2] [--device cpu]
         --variant merlin20:attacks.merlin_neighbours=20 --variant dtc250:dtc.max_samples=250
+
+`--baseline KEY=VALUE[,KEY=VALUE]` measures the reference row under those settings instead
+(for example the defaults before a change) and the current defaults as a variant beside it.
 """
 
 from __future__ import annotations
@@ -60,8 +63,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="the target's epochs (default: the data set's)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...")
     parser.add_argument("--columns", default=",".join(COLUMNS))
+    parser.add_argument("--baseline", metavar="KEY=VALUE,...", help="the reference row's settings")
     args = parser.parse_args(argv)
     variants = dict(parse_variant(v) for v in args.variant)
+    baseline: list[str] = []
+    if args.baseline:
+        baseline = parse_variant(f"baseline:{args.baseline}")[1]
+        variants = {"defaults": [], **variants}
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
 
     from raymia.config import apply_overrides, parse_trial_config
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         model = train_model(
             parsed, splits.info, splits.members, held_out=splits.held_out, device=device
         ).model
-        default = measure(config, splits, model, device)
+        default = measure(apply_overrides(config, baseline), splits, model, device)
 
         def cell(row: dict[str, Any], column: str, ref: dict[str, Any] | None) -> str:
             value = row.get(column)
@@ -94,13 +102,14 @@ def main(argv: list[str] | None = None) -> None:
             return f"{value:.3f} (in: {inside(ref, column, value)})"
 
         print(
-            f"| {seed} | default | {default['seconds']:.1f} | "
+            f"| {seed} | {'baseline' if baseline else 'default'} | {default['seconds']:.1f} | "
             + " | ".join(cell(default, c, None) for c in columns)
             + " |",
             flush=True,
         )
         for name, items in variants.items():
-            row = measure(apply_overrides(config, items), splits, model, device)
+            settings = apply_overrides(config, items) if items else config
+            row = measure(settings, splits, model, device)
             print(
                 f"| {seed} | {name} | {row['seconds']:.1f} | "
                 + " | ".join(cell(row, c, default) for c in columns)

@@ -78,8 +78,10 @@ class DtcOptions:
 
     norm: Norm = "l2"
     eps_max: float | None = None
-    bisection_steps: int = 10
-    pgd_steps: int = 20
+    # 6 rounds of 6-step PGD rank a trained mnist-5k model's 500 DtC samples as 10 rounds of
+    # 20 steps do (Spearman 0.998) in a sixth of the time; the radius resolves to eps_max / 64.
+    bisection_steps: int = 6
+    pgd_steps: int = 6
     relative_step_size: float = 2.5
     batch_size: int = 512
 
