@@ -563,3 +563,24 @@ def test_tpr_ci_covers_true_tpr_at_the_chosen_threshold() -> None:
         lo, hi = tpr_at_fpr_ci(scores, is_member, 0.01)
         hits.append(lo <= norm.sf(cut - 1.5) <= hi)
     assert np.mean(hits) >= 0.93
+
+
+def test_sort_once_bootstrap_equals_sorting_every_replicate(chunking: None) -> None:
+    # The bootstrap sorts the scores once and counts draws along that order; every replicate's
+    # advantage and AUC equal those of the replicate sorted on its own, bit for bit (ties too).
+    scores, is_member = _tied_case()
+    for seed in range(5):
+        expected_adv, expected_auc = [], []
+        for pos, neg in metrics._bootstrap_resamples(scores, is_member, 50, seed=seed):
+            x = np.concatenate([pos, neg], axis=1)
+            y = np.zeros(x.shape, dtype=bool)
+            y[:, : pos.shape[1]] = True
+            order = np.argsort(-x, axis=1, kind="stable")
+            a, u = metrics._batch_advantage_auc(
+                np.take_along_axis(x, order, axis=1), np.take_along_axis(y, order, axis=1)
+            )
+            expected_adv.append(a)
+            expected_auc.append(u)
+        adv, area = metrics._bootstrap_statistics(scores, is_member, 50, seed=seed)
+        np.testing.assert_array_equal(adv, np.concatenate(expected_adv))
+        np.testing.assert_array_equal(area, np.concatenate(expected_auc))
