@@ -413,3 +413,24 @@ def test_offline_rmia_queries_only_the_population_rows_it_reads():
         tx, rx, tz[usable], rz[:, usable], a=rmia.OFFLINE_A_DEFAULT, population_out=out[:, usable]
     )
     np.testing.assert_array_equal(scores, expected)
+
+
+def test_query_views_are_built_one_at_a_time_with_the_same_values():
+    # The views are built as they are read, so only one copy of the images is alive at a time;
+    # each equals the shifted (and mirrored) images, and the first is the images themselves.
+    x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).reshape(2, 1, 3, 3) + 1
+    views = lira.query_views(x, flip=True)
+    assert not isinstance(views, list) and len(views) == 10
+    assert views[0] is x
+    for i, (dy, dx) in enumerate(lira.SHIFTS):
+        expected = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        if dy:
+            expected[:, :, 0 if dy > 0 else -1, :] = 1.0  # the background: the minimum
+        if dx:
+            expected[:, :, :, 0 if dx > 0 else -1] = 1.0
+        assert torch.equal(views[i], expected)
+        assert torch.equal(views[i + 5], torch.flip(expected, dims=(3,)))
+    assert [v.shape for v in views] == [x.shape] * 10
+    assert torch.equal(views[-1], views[9]) and len(views[2:4]) == 2
+    with pytest.raises(IndexError):
+        views[10]

@@ -11,6 +11,9 @@ reference code does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import overload
+
 import numpy as np
 import torch
 
@@ -26,6 +29,7 @@ __all__ = [
     "lira_offline_scores",
     "lira_online_scores",
     "query_signal",
+    "QueryViews",
     "query_views",
 ]
 
@@ -152,30 +156,66 @@ def lira_online_scores(
     return (log_density(inside) - log_density(~inside)).mean(axis=1)
 
 
+class QueryViews(Sequence[torch.Tensor]):
+    """The query views of a batch of images, each built when it is read (index or iterate):
+    one view's copy of the images is alive at a time, not all of them (ten at 32x32x3 with
+    mirrors: 2.4 GB for 19,700 images)."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        shifts: tuple[tuple[int, int], ...],
+        flip: bool,
+        background: torch.Tensor | None,
+    ):
+        self._x, self._shifts, self._flip, self._background = x, shifts, flip, background
+
+    def __len__(self) -> int:
+        return len(self._shifts) * (2 if self._flip else 1)
+
+    @overload
+    def __getitem__(self, i: int) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[torch.Tensor]: ...
+    def __getitem__(self, i: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"query view {i} of {len(self)}")
+        i %= len(self)
+        dy, dx = self._shifts[i % len(self._shifts)]
+        view = _shifted(self._x, dy, dx, self._background)
+        return torch.flip(view, dims=(3,)) if i >= len(self._shifts) else view
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int, background: torch.Tensor | None) -> torch.Tensor:
+    """Return x shifted by (dy, dx) pixels, the border filled with `background`."""
+    if not dy and not dx:
+        return x
+    if background is None:
+        raise ValueError("a shifted query view needs the background its border is filled with")
+    shifted = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    if dy:
+        rows = slice(0, dy) if dy > 0 else slice(x.shape[2] + dy, None)
+        shifted[:, :, rows, :] = background
+    if dx:
+        cols = slice(0, dx) if dx > 0 else slice(x.shape[3] + dx, None)
+        shifted[:, :, :, cols] = background
+    return shifted
+
+
 def query_views(
     x: torch.Tensor, flip: bool, augmented: bool = True, background: torch.Tensor | None = None
-) -> list[torch.Tensor]:
-    """Return the query views of a batch of images (N, C, H, W): the images themselves and,
-    when ``augmented``, their copies shifted by one pixel up, down, left and right (the border
-    filled with the images' background: ``background``, default :func:`background_of` x), and
-    where ``flip`` (the data set's mirror images keep their class: not digits or MNIST) the
-    mirror image of each."""
+) -> QueryViews:
+    """Return the query views of a batch of images (N, C, H, W), built one at a time as they
+    are read (:class:`QueryViews`): the images themselves and, when ``augmented``, their
+    copies shifted by one pixel up, down, left and right (the border filled with the images'
+    background: ``background``, default :func:`background_of` x), and where ``flip`` (the data
+    set's mirror images keep their class: not digits or MNIST) the mirror image of each."""
     if not augmented:
-        return [x]
+        return QueryViews(x, ((0, 0),), False, None)
     background = background_of(x) if background is None else background
-    views = []
-    for dy, dx in SHIFTS:
-        shifted = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        if dy:
-            rows = slice(0, dy) if dy > 0 else slice(x.shape[2] + dy, None)
-            shifted[:, :, rows, :] = background
-        if dx:
-            cols = slice(0, dx) if dx > 0 else slice(x.shape[3] + dx, None)
-            shifted[:, :, :, cols] = background
-        views.append(shifted)
-    if flip:
-        views += [torch.flip(v, dims=(3,)) for v in views]
-    return views
+    return QueryViews(x, SHIFTS, flip, background)
 
 
 def background_of(x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +228,7 @@ def query_signal(
     model: torch.nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    views: list[torch.Tensor] | None = None,
+    views: Sequence[torch.Tensor] | None = None,
     *,
     log_probability: bool = False,
 ) -> np.ndarray:
@@ -208,7 +248,7 @@ def query_signal(
 
 def target_views(
     target: Target, x: torch.Tensor | None = None, background: torch.Tensor | None = None
-) -> list[torch.Tensor]:
+) -> QueryViews:
     """Return the query views of `x` (default the target's samples) as the trial's options and
     the data set ask (``augmented_queries``; mirror images only where the data set allows),
     the border filled with `background` (default :func:`background_of` x)."""
