@@ -124,8 +124,10 @@ def check_leakage(name: str) -> dict:
             DtcResult(distance[non_member_rows], censored[non_member_rows]),
             n_permutations=c.attacks.n_permutations,
             seed=c.seed,
+            n_boot=c.attacks.n_bootstrap,
         )
     )
+    fresh["dtc_samples"] = len(member_rows) + len(non_member_rows)
     fresh["dtc_adv_excess"] = excess(fresh["dtc_adv"], fresh["dtc_adv_null_q95"])
     stored = {k: v for k, v in meta["columns"].items() if k in fresh}
     stored["dtc_rows_are_the_balanced_rows"] = True
