@@ -136,6 +136,16 @@ def report(results: dict[str, dict[str, Any]]) -> str:
         peaks.append(f"{max(found) / 2**30:.2f} GB" if found else "n/a")
     lines.append("| peak memory | " + " | ".join(peaks) + " | | |")
     lines.append("")
+    lines.append("where the peak memory is reached: each part's own peak (GB)")
+    lines.append("| part | " + " | ".join(sizes) + " |")
+    lines.append("|---" * (len(sizes) + 1) + "|")
+    for part in parts:
+        cells = []
+        for s in sizes:
+            peak = results[s]["costs"].get(part, {}).get("peak_bytes")
+            cells.append(f"{peak / 2**30:.2f}" if peak else "n/a")
+        lines.append(f"| {part} | " + " | ".join(cells) + " |")
+    lines.append("")
     lines.append("measurement apart from the reference models / the target's training:")
     for s in sizes:
         r = results[s]

@@ -57,4 +57,7 @@ def test_the_report_names_every_part_with_its_slope_and_the_ratio():
     text = trial_cost.report(results)
     assert "| merlin | 2.00 | 20.00 | 160.00 | 1.50 | 1.17 |" in text
     assert "| peak memory | 1.00 GB | 1.00 GB | 1.00 GB | | |" in text
+    # which part reaches the peak: each part's own, n/a where it was not measured
+    assert "| target training | 1.00 | 1.00 | 1.00 |" in text
+    assert "| merlin | n/a | n/a | n/a |" in text
     assert "synthetic-2500: (31.0 - 1.0) / 10.0 s = 3.00x" in text
