@@ -104,17 +104,23 @@ def chunked(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     xt, yt = check_xy(x, y)
-    parts: dict[str, list[torch.Tensor]] = {}
+    n = xt.shape[0]
+    # Each column is one preallocated array, filled chunk by chunk: a list of tiny per-chunk
+    # tensors, pinned between the passes' large freed buffers, kept the heap from shrinking.
+    out: dict[str, np.ndarray] = {}
     with eval_mode(model), torch.no_grad():
-        for start in range(0, xt.shape[0], batch_size):
+        for start in range(0, n, batch_size):
             xb = xt[start : start + batch_size].to(device=device, dtype=dtype)
             yb = yt[start : start + batch_size].to(device=device, dtype=torch.long)
             for key, value in fn(wide(model(xb)), yb).items():
-                parts.setdefault(key, []).append(value.detach().cpu())
-    if not parts:  # empty input: learn the keys from a zero-sample call on the host
+                part = value.detach().cpu().to(torch.float64).numpy()
+                if key not in out:
+                    out[key] = np.empty((n, *part.shape[1:]), dtype=np.float64)
+                out[key][start : start + part.shape[0]] = part
+    if not out:  # empty input: learn the keys from a zero-sample call on the host
         keys = fn(torch.zeros(0, 1, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
         return {key: np.zeros(0, dtype=np.float64) for key in keys}
-    return {key: torch.cat(v).to(torch.float64).numpy() for key, v in parts.items()}
+    return out
 
 
 def stable_log_softmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,15 +77,16 @@ def merlin_scores(
         return (loss[:, 1:] > loss[:, :1]).to(torch.float64).mean(dim=1)
 
     xt, yt = check_xy(x, y)
-    parts = []
+    # One preallocated result, not a list of tiny per-chunk tensors: those, pinned between the
+    # passes' large freed buffers, kept the heap from shrinking (+2.3 GB of resident memory
+    # over 19,700 images of 32x32x3 in 2-sample chunks).
+    out = np.empty(xt.shape[0], dtype=np.float64)
     with eval_mode(model), torch.no_grad():
         for start in range(0, xt.shape[0], per_chunk):
             xb = xt[start : start + per_chunk].to(device=device, dtype=dtype)
             yb = yt[start : start + per_chunk].to(device=device, dtype=torch.long)
-            parts.append(score(xb, yb).cpu())
-    if not parts:
-        return np.zeros(0, dtype=np.float64)
-    return torch.cat(parts).to(torch.float64).numpy()
+            out[start : start + xb.shape[0]] = score(xb, yb).cpu().numpy()
+    return out
 
 
 def _scores(target: Target) -> np.ndarray:
