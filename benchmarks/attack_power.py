@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         for name, items in variants.items():
-            settings = apply_overrides(config, items) if items else config
-            row = measure(settings, splits, model, device)
+            row = measure(apply_overrides(config, items), splits, model, device)
             print(
                 f"| {seed} | {name} | {row['seconds']:.1f} | "
                 + " | ".join(cell(row, c, default) for c in columns)

@@ -299,7 +299,7 @@ def _measure_dtc(
         eps_max=settings.eps_max,
         bisection_steps=settings.bisection_steps,
         pgd_steps=settings.pgd_steps,
-        # fewer rows per pass on a CPU, where they run faster (the same distances)
+        # the inference passes' rows on a CPU (the same distances at any batch size)
         batch_size=min(DtcOptions.batch_size, rows_per_pass(device_dtype(model)[0], evaluation.x)),
     )
     reference_margin = true_class_margin(

@@ -63,10 +63,11 @@ def wide(t: torch.Tensor) -> torch.Tensor:
 
 
 #: Input values per pass on a CPU: batches that small keep each layer's activations in cache.
-#: Measured on 2 cores with the networks' channels-last inference copies: the 28x28 network
-#: infers 4,300 images/s and computes input gradients for 1,570/s at 16-64 rows, against 2,700
-#: and 550 at 167 rows and 720 and 680 at 512; the VGG-style network is fastest at 16-32
-#: rows, the 8x8 one at 128-512. 2**15 values give 512, 41 and 32 rows (the floor).
+#: Measured on 2 cores with the networks' channels-last inference copies (forward passes,
+#: best of three after a warm-up): the 28x28 network infers 4,300 images/s at 32-41 rows
+#: against 2,740 at 167; the VGG-style one 860 at 16-32 against 720 at 128; the 8x8 one
+#: 100,000 at 512-1,024 against 68,000 at 2,048. 2**15 values give 512, 41 and 32 rows (the
+#: floor). DtC's input gradients ran as fast at 41 rows as at 167.
 CPU_VALUES_PER_PASS = 2**15
 CPU_ROWS = (32, 4096)
 ACCELERATOR_ROWS = 4096
