@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from . import deadline
+from .batches import ShuffledBatches
 from .config import ConfigError, TrialConfig, mechanisms_model
 from .data import DatasetInfo, Split
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
@@ -191,14 +191,16 @@ def train_model(
     model = model.to(device)
     use_generator(model, context.seeded("dropout"))
     optimizer = _optimizer(config, model, optimizer_options)
-    loader: DataLoader = DataLoader(
-        TensorDataset(members.x, members.y),
+    # The members move to the device once; each batch indexes them there (the batches drawn on
+    # the CPU from the seed: the same on every device).
+    batches: ShuffledBatches = ShuffledBatches(
+        members.x.to(device),
+        members.y.to(device),
         batch_size=min(config.batch_size, len(members)),
-        shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
     for m in using("wrapper"):
-        model, optimizer, loader = m.wrap(model, optimizer, loader)
+        model, optimizer, batches = m.wrap(model, optimizer, batches)
     context.model = model
 
     transforms = sorted(
@@ -212,11 +214,10 @@ def train_model(
     for epoch in range(config.epochs):
         model.train()
         total, count = 0.0, 0
-        for x, y in loader:
+        for x, y in batches:
             deadline.check()  # a sweep's --trial-timeout ends a slow trial within one batch
             if len(y) == 0:  # Poisson sampling (DP-SGD) can draw an empty batch
                 continue
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             batch = Batch(x, y, info.num_classes)
             for m in transforms:
                 batch = m.transform(batch)

@@ -18,7 +18,7 @@ Hooks (the loop in `raymia.train` knows these, never the mechanisms themselves):
 - ``model``: `model_options()` feeds `build_model` (dropout rate, normalization), then
   `fix_model(model)` may adapt the built model (Opacus' layer checks);
 - ``optimizer``: `optimizer_options()` feeds the optimizer (weight decay);
-- ``wrapper``: `wrap(model, optimizer, loader)` replaces them (DP-SGD), `epsilon()` reports;
+- ``wrapper``: `wrap(model, optimizer, batches)` replaces them (DP-SGD), `epsilon()` reports;
 - ``stopping``: `after_epoch(model)` may stop training, `on_train_end(model)` tidies up;
 - ``prepare``: `prepare()` runs once before training, with `self.context` (a teacher, an
   inference model).
@@ -186,9 +186,10 @@ class Mechanism:
         """Return keyword arguments for the optimizer (``optimizer`` hook)."""
         return {}
 
-    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any) -> tuple:
-        """Return (model, optimizer, loader), possibly replaced (``wrapper`` hook)."""
-        return model, optimizer, loader
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any) -> tuple:
+        """Return (model, optimizer, batches), possibly replaced (``wrapper`` hook); `batches`
+        is the loop's :class:`raymia.batches.ShuffledBatches` over the members."""
+        return model, optimizer, batches
 
     def epsilon(self) -> float | None:
         """Return the privacy budget spent, where the mechanism accounts for one."""

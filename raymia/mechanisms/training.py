@@ -298,30 +298,42 @@ class DPSGD(Mechanism):
         ModuleValidator.validate(model, strict=True)
         return model
 
-    def wrap(self, model, optimizer, loader):
+    def wrap(self, model, optimizer, batches):
         from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader, TensorDataset
 
-        batches = len(loader)
+        from ..batches import PoissonBatches
+
+        steps = len(batches)
         self.accountant = self.choose_accountant(
             float(self.strength),
-            1 / batches,
-            self.context.config.epochs * batches,
+            1 / steps,
+            self.context.config.epochs * steps,
             self.context.config.mechanisms.dp_delta,
         )
+        # Opacus reads the sample rate (1 / batches per epoch) and the expected batch size from
+        # a loader; the loop never iterates it: Poisson sampling draws on-device batches from
+        # the loop's own seeded generator, as Opacus' DPDataLoader would draw them.
+        loader = DataLoader(TensorDataset(batches.x, batches.y), batch_size=batches.batch_size)
         with warnings.catch_warnings():
             # Opacus warns that its secure RNG is off: fine for measurement, not actionable.
             warnings.simplefilter("ignore")
             self.engine = PrivacyEngine(accountant=self.accountant)
-            return self.engine.make_private(
+            model, optimizer, _ = self.engine.make_private(
                 module=model,
                 optimizer=optimizer,
                 data_loader=loader,
                 noise_multiplier=float(self.strength),
                 max_grad_norm=float(self.context.config.mechanisms.dp_clip),
-                # Poisson sampling draws from the loader's own seeded generator; the noise
-                # from this one, so neither depends on anything else in the process.
+                poisson_sampling=False,
+                # the noise from this generator, so it depends on nothing else in the process
                 noise_generator=self.context.seeded("dp noise"),
             )
+        sample_rate = 1 / len(loader)
+        poisson = PoissonBatches(
+            batches.x, batches.y, sample_rate, int(1 / sample_rate), batches.generator
+        )
+        return model, optimizer, poisson
 
     def epsilon(self) -> float | None:
         if self.engine is None:
