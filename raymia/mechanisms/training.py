@@ -38,17 +38,21 @@ class EarlyStopping(Mechanism):
         self.best_loss = float("inf")
         self.best_state: dict[str, torch.Tensor] | None = None
         self.stale = 0
+        self.validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def validation_loss(self, model: nn.Module) -> float:
-        """Return the mean cross-entropy on the held-out data (eval mode)."""
-        val = self.context.held_out
-        if val is None or len(val) == 0:
-            raise ValueError("early stopping needs held-out data (train_model's held_out)")
+        """Return the mean cross-entropy on the held-out data (eval mode); the data moves to
+        the training device at the first epoch's end and stays there."""
+        if self.validation is None:
+            val = self.context.held_out
+            if val is None or len(val) == 0:
+                raise ValueError("early stopping needs held-out data (train_model's held_out)")
+            self.validation = (val.x.to(self.context.device), val.y.to(self.context.device))
+        x, y = self.validation
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            logits = model(val.x.to(self.context.device))
-            loss = F.cross_entropy(logits, val.y.to(self.context.device)).item()
+            loss = F.cross_entropy(model(x), y).item()
         model.train(was_training)
         return loss
 
