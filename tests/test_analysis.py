@@ -223,6 +223,39 @@ def test_reproduction_needs_a_baseline(synthetic_sweep, tmp_path, capsys):
     assert code == 2 and "no baseline trial" in err and err.count("\n") == 1
 
 
+def test_reproduction_writes_one_part_per_data_set(tmp_path, capsys):
+    """Sweeps on two data sets: each part judges its own trials against its own baseline (on
+    digits label smoothing raises the advantage, on mnist-5k it lowers it)."""
+    rng = np.random.default_rng(2)
+    dirs = []
+    for dataset, smoothed in (("digits", 0.40), ("mnist-5k", 0.05)):
+        out = tmp_path / dataset
+        rows = []
+        for seed in (0, 1):
+            for i, (config, acc, adv) in enumerate(
+                [({}, 0.97, 0.20), ({"label_smoothing": 0.1}, 0.96, smoothed)]
+            ):
+                trial_id = f"{dataset}{seed}{i}"
+                row = trial_row(trial_id, seed, acc, adv, **config)
+                row.update({f"{a}_adv_p": 0.001 for a in ATTACKS}, dataset=dataset)
+                rows.append(row)
+                write_synthetic_scores(out, trial_id, rng, shift=0.0)
+        write_trials(out, rows)
+        dirs.append(out)
+    code, printed, err = run(reproduction, [*dirs, "--out", tmp_path / "R.md"], capsys)
+    assert code == 0, err
+    text = (tmp_path / "R.md").read_text()
+    digits, mnist = text.split("# Reproducing Kaya, Hong & Dumitras (2020) on ")[1:]
+    assert digits.startswith("digits\n") and mnist.startswith("mnist-5k\n")
+    assert f"4 completed trials from {dirs[0]};" in digits
+    assert f"4 completed trials from {dirs[1]};" in mnist
+    finding = "| Label smoothing can raise attack advantage |"
+    assert f"{finding} reproduced |" in digits
+    assert f"{finding} not reproduced |" in mnist
+    assert "Baseline mean adv 0.200" in digits and "Baseline mean adv 0.200" in mnist
+    assert printed.count("| finding | verdict |") == 2
+
+
 def test_convergence_sentence():
     assert "too few" in report.convergence_sentence(np.array([0.1, 0.2, 0.3]))
     flat = np.array([0.1, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.502])

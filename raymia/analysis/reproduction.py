@@ -31,7 +31,9 @@ beside DP-SGD at equal accuracy on canary leakage (`analysis/defences.py`, after
 the trials without canaries (all trials when every one has canaries) and the last section
 the trials with them.
 
-Writes Markdown to FILE (default: the first DIR's ``reproduction.md``).
+Trials of several data sets give one part per data set, in the order they first appear,
+each with its own findings, tables and nulls. Writes Markdown to FILE (default: the first
+DIR's ``reproduction.md``).
 """
 
 from __future__ import annotations
@@ -319,18 +321,19 @@ def defences_section(df: pd.DataFrame) -> str:
         return f"Not measured: {err}."
 
 
-def main(argv: list[str]) -> int:
-    parser = common.make_parser("analysis/reproduction.py", __doc__)
-    parser.add_argument("--out", metavar="FILE", help="Markdown output file")
-    args = parser.parse_args(argv)
-    everything = add_labels(common.load_sweeps(args.dirs))
+def dataset_part(everything: pd.DataFrame, sources: str) -> tuple[list[str], int]:
+    """Return (Markdown lines, lines of its summary) of the study's findings on one data set's
+    trials, `everything` (with labels; canary trials among them), read from `sources`."""
     # A canary trial's model also trains on mislabeled images: the findings read the other
     # trials where there are any, the canary section the canary trials.
     canaries = canary_trials(everything)
     df = everything[~canaries] if len(ok_trials(everything[~canaries])) else everything
     summary = with_canaries(mechanism_summary(df), df)
+    datasets = ", ".join(sorted(map(str, ok_trials(everything)["dataset"].dropna().unique())))
     if not (summary["kind"] == "baseline").any():
-        raise AnalysisError("no baseline trial (no mechanism on) in these sweeps; run paper.yaml")
+        raise AnalysisError(
+            f"no baseline trial (no mechanism on) on {datasets} in these sweeps; run paper.yaml"
+        )
     findings = [
         ("Label smoothing can raise attack advantage", label_smoothing(summary)),
         ("DP-SGD lowers advantage at an accuracy cost", dp_sgd(summary)),
@@ -340,12 +343,11 @@ def main(argv: list[str]) -> int:
     ok = ok_trials(df)
     apart = len(ok_trials(everything)) - len(ok)
     lines = [
-        "# Reproducing Kaya, Hong & Dumitras (2020) on digits",
+        f"# Reproducing Kaya, Hong & Dumitras (2020) on {datasets}",
         "",
-        f"{len(ok)} completed trials from {', '.join(map(str, args.dirs))}"
+        f"{len(ok)} completed trials from {sources}"
         + (f" (and {apart} with canaries, read by the last section alone)" if apart else "")
-        + "; data set(s) "
-        f"{', '.join(sorted(ok['dataset'].unique()))}, seeds "
+        + f"; data set(s) {datasets}, seeds "
         f"{', '.join(map(str, sorted(ok['seed'].unique())))}. Written by "
         "`analysis/reproduction.py`; means ± standard deviations over seeds.",
         "",
@@ -354,6 +356,7 @@ def main(argv: list[str]) -> int:
         *[f"| {name} | {verdict} |" for name, (verdict, _) in findings],
         "",
     ]
+    head = len(lines) - 1
     for i, (name, (verdict, section)) in enumerate(findings, start=1):
         lines += [f"## {i}. {name}: {verdict}", "", section, ""]
     singles = summary[summary["kind"].isin(["baseline", "single"])]
@@ -377,9 +380,31 @@ def main(argv: list[str]) -> int:
         defences_section(everything[canaries] if canaries.any() else everything),
         "",
     ]
+    return lines, head
+
+
+def _by_dataset(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """Return the rows of each data set the completed trials used, in order of appearance (all
+    rows as one part when they used one data set or do not say which)."""
+    datasets = ok_trials(df)["dataset"].dropna().unique() if "dataset" in df else []
+    if len(datasets) <= 1:
+        return [df]
+    return [df[df["dataset"] == d] for d in datasets]
+
+
+def main(argv: list[str]) -> int:
+    parser = common.make_parser("analysis/reproduction.py", __doc__)
+    parser.add_argument("--out", metavar="FILE", help="Markdown output file")
+    args = parser.parse_args(argv)
+    everything = add_labels(common.load_sweeps(args.dirs))
+    lines: list[str] = []
+    for rows in _by_dataset(everything):
+        sources = ", ".join(d for d in map(str, args.dirs) if (rows["sweep_dir"] == d).any())
+        part, head = dataset_part(rows, sources)
+        lines += part
+        print("\n".join(part[:head]))
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "reproduction.md"
     common.write_text(out, "\n".join(lines))
-    print("\n".join(lines[: 8 + len(findings)]))
     print(f"wrote {out}")
     return 0
 
