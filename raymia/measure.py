@@ -227,6 +227,14 @@ def leakage_columns(
     seed and `dp_delta`: the same scores give the same columns on any machine."""
     options = config.attacks
     columns: dict[str, Any] = {}
+    nulls: dict[str, metrics.NullResult] = {}
+    best_null: metrics.NullResult | None = None
+    with component("intervals and nulls"):
+        if options.n_permutations:
+            # every attack's null and the best attack's from one pass over the permutations
+            nulls, best_null = metrics.null_advantages(
+                scores, is_member, options.n_permutations, config.seed
+            )
     for name, values in scores.items():
         reference = shadow_scores.get(name) if shadow_scores is not None else None
         with component("intervals and nulls"):
@@ -239,11 +247,11 @@ def leakage_columns(
                 n_boot=options.n_bootstrap,
                 n_permutations=options.n_permutations,
                 seed=config.seed,
+                null=nulls.get(name),
             )
         columns.update(summary)
     best: dict[str, Any] = {"adv": max(columns[f"{name}_adv"] for name in scores)}
-    with component("intervals and nulls"):
-        best.update(_best_attack_null(scores, is_member, options, config.seed))
+    best.update(_best_attack_null(best_null))
     with component("eps_lb"):
         best.update(epsilon_columns(scores, is_member, config.mechanisms.dp_delta, config.seed))
     return columns, best
@@ -257,19 +265,17 @@ def _online_part(online: ReferenceSet | None, part: slice) -> ReferenceSet | Non
     return replace(online, is_in=online.is_in[:, part])
 
 
-def _best_attack_null(
-    scores: dict[str, np.ndarray], is_member: np.ndarray, options: Any, seed: int
-) -> dict[str, float | None]:
-    """Return `adv`'s null columns: the null of the maximum over the attacks.
+def _best_attack_null(null: metrics.NullResult | None) -> dict[str, float | None]:
+    """Return `adv`'s null columns from the null of the maximum over the attacks
+    (:func:`raymia.metrics.null_advantages`; None when `attacks.n_permutations` is 0).
 
     `adv_null_q95` and `adv_p` come from permuting the membership labels once per replicate,
     recomputing every attack's advantage and keeping the maximum (a single attack's null is too
-    small for a best-of-several); `adv_excess` = max(0, adv - adv_null_q95). All None when
-    `attacks.n_permutations` is 0.
+    small for a best-of-several); `adv_excess` = max(0, adv - adv_null_q95). All None without
+    a null.
     """
-    if not options.n_permutations:
+    if null is None:
         return {"adv_null_q95": None, "adv_p": None, "adv_excess": None}
-    null = metrics.null_max_advantage(scores, is_member, options.n_permutations, seed)
     return {
         "adv_null_q95": null.q95,
         "adv_p": null.p_value,

@@ -55,6 +55,7 @@ __all__ = [
     "bootstrap_ci",
     "clopper_pearson",
     "null_advantage",
+    "null_advantages",
     "null_max_advantage",
     "roc",
     "summarize",
@@ -519,6 +520,19 @@ def null_max_advantage(
     advantage: a single attack's null is too small for it (the maximum of several optimistic
     advantages is larger by chance). With one attack it equals :func:`null_advantage`.
     """
+    return null_advantages(scores, is_member, n_permutations, seed)[1]
+
+
+def null_advantages(
+    scores: Mapping[str, np.ndarray],
+    is_member: np.ndarray,
+    n_permutations: int = 200,
+    seed: int = 0,
+) -> tuple[dict[str, NullResult], NullResult]:
+    """Return (each attack's null, the null of their maximum) from one pass over the
+    permutations: each attack's :class:`NullResult` equals :func:`null_advantage` of its
+    scores alone with this seed, and the second value :func:`null_max_advantage`'s, but the
+    attacks' advantages under each permutation are computed once for both."""
     _check_count("n_permutations", n_permutations)
     if not scores:
         raise ValueError("scores must hold at least one attack's score vector")
@@ -526,28 +540,37 @@ def null_max_advantage(
     m = prepared[0][1]
     orders = [np.argsort(-s, kind="stable") for s, _ in prepared]
     sorted_scores = [s[order] for (s, _), order in zip(prepared, orders, strict=True)]
-    observed = max(
-        float(_batch_advantage(x, m[order][None, :])[0])
-        for x, order in zip(sorted_scores, orders, strict=True)
+    observed = np.array(
+        [
+            float(_batch_advantage(x, m[order][None, :])[0])
+            for x, order in zip(sorted_scores, orders, strict=True)
+        ]
     )
+    # (n_permutations, attacks): every attack's advantage under each permutation
     null = np.concatenate(
         [
-            np.max(
+            np.stack(
                 [
                     _batch_advantage(x, labels[:, order])
                     for x, order in zip(sorted_scores, orders, strict=True)
                 ],
-                axis=0,
+                axis=1,
             )
             for labels in _permuted_labels(m, n_permutations, seed)
         ]
     )
+    each = {name: _null_result(null[:, i], float(observed[i])) for i, name in enumerate(scores)}
+    return each, _null_result(null.max(axis=1), float(observed.max()))
+
+
+def _null_result(null: np.ndarray, observed: float) -> NullResult:
+    """Return the :class:`NullResult` of permuted advantages `null` against `observed`."""
     # Tolerance: a permutation that ties the observed value counts as reaching it.
     n_reach = int(np.sum(null >= observed - 1e-12))
     return NullResult(
         mean=float(null.mean()),
         q95=float(np.quantile(null, 0.95)),
-        p_value=(1 + n_reach) / (1 + n_permutations),
+        p_value=(1 + n_reach) / (1 + null.size),
         observed=observed,
     )
 
@@ -567,6 +590,7 @@ def summarize(
     n_boot: int = 200,
     n_permutations: int = 200,
     seed: int = 0,
+    null: NullResult | None = None,
 ) -> dict[str, float | None]:
     """Return one attack's result columns, named ``<prefix>_<metric>``, as Python floats/None.
 
@@ -585,7 +609,9 @@ def summarize(
       reference's best threshold (may be negative).
 
     NaN scores count as least-member. `n_boot` = 0 leaves the AUC interval None and
-    `n_permutations` = 0 the null columns.
+    `n_permutations` = 0 the null columns. `null`, when given, is this attack's
+    :func:`null_advantage` with these `n_permutations` and `seed`, already computed (by
+    :func:`null_advantages`, beside the other attacks'), and is used as it is.
     """
     if (reference_scores is None) != (reference_is_member is None):
         raise ValueError("give both reference_scores and reference_is_member, or neither")
@@ -598,7 +624,8 @@ def summarize(
         _, aucs = _bootstrap_statistics(s, m, n_boot, seed)
         auc_lo, auc_hi = _percentile_interval(aucs, 0.95)
     if n_permutations:
-        null = null_advantage(s, m, n_permutations=n_permutations, seed=seed)
+        if null is None:
+            null = null_advantage(s, m, n_permutations=n_permutations, seed=seed)
         q95, p_value = null.q95, null.p_value
     out: dict[str, float | None] = {
         "adv": adv,

@@ -474,6 +474,31 @@ def test_null_max_matches_loop(chunking: None) -> None:
     assert null.p_value == pytest.approx((1 + n_reach) / (1 + n_permutations))
 
 
+def test_null_advantages_give_each_attack_its_own_null_and_the_max_from_one_pass(
+    chunking: None,
+) -> None:
+    scores, is_member = _tied_case()
+    rng = np.random.default_rng(34)
+    attacks = {"a": scores, "b": rng.normal(size=scores.size), "c": -scores.copy()}
+    attacks["c"][[0, 5]] = np.nan
+    finite = {k: np.where(np.isnan(v), -1e9, v) for k, v in attacks.items()}
+    each, best = metrics.null_advantages(attacks, is_member, n_permutations=60, seed=7)
+    assert list(each) == ["a", "b", "c"]
+    for name, values in finite.items():
+        loop = [
+            _sk_advantage(values, y)
+            for labels in metrics._permuted_labels(is_member, 60, seed=7)
+            for y in labels
+        ]
+        assert each[name].observed == pytest.approx(advantage(attacks[name], is_member))
+        assert each[name].mean == pytest.approx(np.mean(loop))
+        assert each[name].q95 == pytest.approx(np.quantile(loop, 0.95))
+        # the same value as the attack's null computed alone, to the last bit
+        assert each[name] == null_advantage(attacks[name], is_member, n_permutations=60, seed=7)
+    assert best == null_max_advantage(attacks, is_member, n_permutations=60, seed=7)
+    assert best.observed == max(n.observed for n in each.values())
+
+
 def test_null_max_exceeds_each_single_null() -> None:
     rng = np.random.default_rng(32)
     is_member = np.r_[np.ones(150, bool), np.zeros(150, bool)]
