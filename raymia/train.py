@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ from . import deadline
 from .batches import ShuffledBatches
 from .config import ConfigError, TrialConfig, mechanisms_model
 from .data import DatasetInfo, Split
+from .ensemble import StackedModels
+from .mechanisms import REGISTRY as MECHANISMS
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
 from .models import build_model, init_parameters, use_generator
 from .outputs import chunked
@@ -76,21 +79,23 @@ def accuracy(
     return float(chunked(model, split.x, split.y, batch_size, hits)["hit"].mean())
 
 
-def _optimizer(config: TrialConfig, model: nn.Module, options: dict) -> torch.optim.Optimizer:
-    """Return the config's optimizer (Adam, or SGD with momentum 0.9) over `model`.
+def _optimizer(
+    config: TrialConfig, params: list[tuple[torch.Tensor, bool]], options: dict
+) -> torch.optim.Optimizer:
+    """Return the config's optimizer (Adam, or SGD with momentum 0.9) over `params`, each
+    given with whether it is a weight (decayed) or not.
 
     `weight_decay` (lambda) is the L2 penalty lambda / 2 * ||w||^2 on the weights (every
-    parameter with more than one dimension: Conv2d and Linear weights, not biases or
-    normalization parameters): its gradient lambda * w joins each weight's gradient before the
-    step, in both optimizers' coupled `weight_decay` (the same as adding it to the loss; under
-    DP-SGD, Opacus hands the inner optimizer the privatized gradient and the penalty joins it
-    there). Not AdamW's decoupled decay, which at lr 1e-3 barely moves the weights.
+    Conv2d and Linear weight, not biases or normalization parameters): its gradient lambda * w
+    joins each weight's gradient before the step, in both optimizers' coupled `weight_decay`
+    (the same as adding it to the loss; under DP-SGD, Opacus hands the inner optimizer the
+    privatized gradient and the penalty joins it there). Not AdamW's decoupled decay, which at
+    lr 1e-3 barely moves the weights.
     """
     decay = float(options.get("weight_decay", 0.0))
-    params = list(model.parameters())
     groups = [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [p for p, weight in params if weight], "weight_decay": decay},
+        {"params": [p for p, weight in params if not weight], "weight_decay": 0.0},
     ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
@@ -136,6 +141,122 @@ def untrained_model(config: TrialConfig, info: DatasetInfo, members: Split) -> n
     return _architecture(info, [m for m in mechanisms if "model" in m.hooks])
 
 
+@dataclass(frozen=True)
+class TrainSpec:
+    """One model to train: on `members`, with `held_out` as its owner's held-out data (early
+    stopping's validation set, adversarial regularization's reference set) and its own
+    randomness from `seed_offset`."""
+
+    members: Split
+    held_out: Split | None = None
+    seed_offset: int = 0
+
+
+def ensemble_problem(config: TrialConfig, specs: Sequence[TrainSpec]) -> str | None:
+    """Return why the models of `specs` cannot train as one batched ensemble under `config`,
+    or None when they can: every mechanism on must declare `ensemble` support in its registry
+    entry, the normalization must work sample by sample (not batch), and every model must
+    take as many batches per epoch (their batch sizes may differ in the last batch)."""
+    blocked = [name for name in config.mechanisms.active() if not MECHANISMS[name].ensemble]
+    if blocked:
+        return f"mechanisms {', '.join(blocked)} do not support the ensemble"
+    if config.norm == "batch":
+        return "norm = 'batch' mixes a batch's samples (and keeps running statistics)"
+    counts = {_batches_per_epoch(config, len(spec.members)) for spec in specs}
+    if len(counts) > 1:
+        return f"the models take different numbers of batches per epoch ({sorted(counts)})"
+    return None
+
+
+def _batches_per_epoch(config: TrialConfig, rows: int) -> int:
+    return math.ceil(rows / min(config.batch_size, rows))
+
+
+@dataclass
+class _Member:
+    """One model of a training run: its mechanisms (bound to its own context), its model and
+    its batches, and how far it got."""
+
+    context: TrainContext
+    mechanisms: list[Mechanism]
+    model: nn.Module
+    batches: ShuffledBatches
+    # the batch and target transforms, in the order they apply
+    transforms: list[Mechanism]
+    epochs_run: int = 0
+    last_loss: float = float("nan")
+    stopped: bool = False
+
+    def using(self, hook: str) -> list[Mechanism]:
+        return [m for m in self.mechanisms if hook in m.hooks]
+
+
+def _member(
+    config: TrialConfig,
+    info: DatasetInfo,
+    spec: TrainSpec,
+    device: torch.device,
+    use_mechanisms: bool,
+) -> _Member:
+    """Return one model's mechanisms (prepared), fresh model and batches, all drawn from its
+    seed (the trial's seed and the spec's offset) alone."""
+    seed = config.seed * 1000 + spec.seed_offset
+    context = TrainContext(
+        config=config,
+        info=info,
+        device=device,
+        generator=torch.Generator(device=device).manual_seed(seed),
+        rng=np.random.default_rng(seed),
+        members=spec.members,
+        held_out=spec.held_out,
+        seed=seed,
+    )
+    context.train_plain = lambda: (
+        train_model(
+            config,
+            info,
+            spec.members,
+            device=device,
+            seed_offset=spec.seed_offset + 1,
+            use_mechanisms=False,
+        ).model
+    )
+    plain = mechanisms_model()()
+    mechanisms = build_mechanisms(config.mechanisms if use_mechanisms else plain, context)
+    for m in mechanisms:
+        if "prepare" in m.hooks:
+            m.prepare()
+    model = _architecture(info, [m for m in mechanisms if "model" in m.hooks])
+    # The model's own randomness from the trial's seed, not torch's shared generator.
+    init_parameters(model, context.seeded("weights", device="cpu"))
+    model = model.to(device)
+    use_generator(model, context.seeded("dropout"))
+    # The members move to the device once; each batch indexes them there (the batches drawn on
+    # the CPU from the seed: the same on every device).
+    batches = ShuffledBatches(
+        spec.members.x.to(device),
+        spec.members.y.to(device),
+        batch_size=min(config.batch_size, len(spec.members)),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    transforms = sorted(
+        (m for m in mechanisms if m.hooks & {"batch", "targets"}), key=lambda m: m.order
+    )
+    return _Member(context, mechanisms, model, batches, transforms)
+
+
+def _loss(member: _Member, logits: torch.Tensor, batch: Batch, temperature: float) -> torch.Tensor:
+    """Return one model's training loss on its batch: the (soft) cross-entropy at the
+    training temperature plus its mechanisms' loss terms."""
+    if batch.hard:  # same value as the soft form on one-hot targets, and cheaper
+        loss = F.cross_entropy(logits / temperature, batch.y) * temperature**2
+    else:
+        loss = soft_cross_entropy(logits, batch.targets, temperature)
+    for m in member.using("loss"):
+        loss = loss + m.loss_term(logits, batch)
+    return loss
+
+
 def train_model(
     config: TrialConfig,
     info: DatasetInfo,
@@ -154,102 +275,123 @@ def train_model(
     randomness; `use_mechanisms` False trains the plain model (the distillation teacher).
     Raises TrainingDiverged when the loss becomes non-finite.
     """
+    spec = TrainSpec(members, held_out, seed_offset)
+    return train_models(config, info, [spec], device=device, use_mechanisms=use_mechanisms)[0]
+
+
+def train_models(
+    config: TrialConfig,
+    info: DatasetInfo,
+    specs: Sequence[TrainSpec],
+    *,
+    device: torch.device | None = None,
+    use_mechanisms: bool = True,
+) -> list[TrainResult]:
+    """Train one fresh model per spec under the config's mechanisms; return them in order.
+
+    One model trains as itself; several train as one batched ensemble
+    (:class:`raymia.ensemble.StackedModels`), which needs :func:`ensemble_problem` to be None
+    (ValueError otherwise). It is the same loop either way: each model draws its weights,
+    batches and mechanisms' randomness from its own seed, fits its own loss and stops on its
+    own (a model that early stopping ends is held while the others go on), so each member is
+    the model :func:`train_model` trains for its spec, to float tolerance. Every model's
+    `seconds` is the whole run's. Raises TrainingDiverged when a model's loss becomes
+    non-finite.
+    """
     started = time.perf_counter()
     device = device or resolve_device(config.device)
-    seed = config.seed * 1000 + seed_offset
-    generator = torch.Generator(device=device).manual_seed(seed)
-    context = TrainContext(
-        config=config,
-        info=info,
-        device=device,
-        generator=generator,
-        rng=np.random.default_rng(seed),
-        members=members,
-        held_out=held_out,
-        seed=seed,
-    )
-    context.train_plain = lambda: (
-        train_model(
-            config, info, members, device=device, seed_offset=seed_offset + 1, use_mechanisms=False
-        ).model
-    )
-    plain = mechanisms_model()()
-    mechanisms = build_mechanisms(config.mechanisms if use_mechanisms else plain, context)
-
-    def using(hook: str) -> list[Mechanism]:
-        return [m for m in mechanisms if hook in m.hooks]
-
-    for m in using("prepare"):
-        m.prepare()
-
+    if len(specs) > 1 and (problem := ensemble_problem(config, specs)) is not None:
+        raise ValueError(f"these {len(specs)} models cannot train as an ensemble: {problem}")
+    run = [_member(config, info, spec, device, use_mechanisms) for spec in specs]
+    first = run[0]
     optimizer_options: dict = {}
-    for m in using("optimizer"):
+    for m in first.using("optimizer"):
         optimizer_options.update(m.optimizer_options())
-    model = _architecture(info, using("model"))
-    # The model's own randomness from the trial's seed, not torch's shared generator.
-    init_parameters(model, context.seeded("weights", device="cpu"))
-    model = model.to(device)
-    use_generator(model, context.seeded("dropout"))
-    optimizer = _optimizer(config, model, optimizer_options)
-    # The members move to the device once; each batch indexes them there (the batches drawn on
-    # the CPU from the seed: the same on every device).
-    batches: ShuffledBatches = ShuffledBatches(
-        members.x.to(device),
-        members.y.to(device),
-        batch_size=min(config.batch_size, len(members)),
-        generator=torch.Generator().manual_seed(seed),
-    )
-    for m in using("wrapper"):
-        model, optimizer, batches = m.wrap(model, optimizer, batches)
-    context.model = model
+    stack = StackedModels([m.model for m in run]) if len(run) > 1 else None
+    if stack is None:
+        model = first.model
+        optimizer = _optimizer(
+            config, [(p, p.ndim > 1) for p in model.parameters()], optimizer_options
+        )
+        for m in first.using("wrapper"):
+            model, optimizer, first.batches = m.wrap(model, optimizer, first.batches)
+        first.model = model
+        first.context.model = model
+    else:
+        optimizer = _optimizer(config, stack.parameters(), optimizer_options)
 
-    transforms = sorted(
-        (m for m in mechanisms if m.hooks & {"batch", "targets"}), key=lambda m: m.order
-    )
-    loss_terms = using("loss")
-    stoppers = using("stopping")
-    temperature = math.prod(m.train_temperature for m in mechanisms)
+    def forward(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [first.model(xs[0])] if stack is None else stack.forward(xs)
 
-    epochs_run, last_loss = 0, float("nan")
+    def module(k: int) -> nn.Module:
+        return run[k].model if stack is None else stack.module(k)
+
+    temperature = math.prod(m.train_temperature for m in first.mechanisms)
+
     for epoch in range(config.epochs):
-        model.train()
-        total, count = 0.0, 0
-        for x, y in batches:
+        if stack is None:
+            first.model.train()
+        else:
+            stack.train()
+        totals = [torch.zeros((), device=device) for _ in run]
+        counts = [0 for _ in run]
+        for step in zip(*(member.batches for member in run), strict=True):
             deadline.check()  # a sweep's --trial-timeout ends a slow trial within one batch
-            if len(y) == 0:  # Poisson sampling (DP-SGD) can draw an empty batch
+            if len(step[0][1]) == 0:  # Poisson sampling (DP-SGD, one model) can draw none
                 continue
-            batch = Batch(x, y, info.num_classes)
-            for m in transforms:
-                batch = m.transform(batch)
-            logits = model(batch.x)
-            if batch.hard:  # same value as the soft form on one-hot targets, and cheaper
-                loss = F.cross_entropy(logits / temperature, y) * temperature**2
-            else:
-                loss = soft_cross_entropy(logits, batch.targets, temperature)
-            for m in loss_terms:
-                loss = loss + m.loss_term(logits, batch)
+            batches = []
+            for member, (x, y) in zip(run, step, strict=True):
+                batch = Batch(x, y, info.num_classes)
+                for m in member.transforms:
+                    batch = m.transform(batch)
+                batches.append(batch)
+            logits = forward([batch.x for batch in batches])
+            losses = [
+                _loss(member, z, batch, temperature)
+                for member, z, batch in zip(run, logits, batches, strict=True)
+            ]
+            loss = sum(losses[k] for k in range(len(run)) if not run[k].stopped)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.detach() * len(y)
-            count += len(y)
-        epochs_run = epoch + 1
-        last_loss = float(total) / max(1, count)
-        if not math.isfinite(last_loss):
-            raise TrainingDiverged(f"training loss became {last_loss} in epoch {epochs_run}")
-        # every stopper sees every epoch (no short-circuit), so each keeps its own state right
-        if any([m.after_epoch(model) for m in stoppers]):
+            if stack is not None:
+                stack.restore_held()
+            for k, (value, batch) in enumerate(zip(losses, batches, strict=True)):
+                totals[k] = totals[k] + value.detach() * len(batch.y)
+                counts[k] += len(batch.y)
+        for k, member in enumerate(run):
+            if member.stopped:
+                continue
+            member.epochs_run = epoch + 1
+            member.last_loss = float(totals[k]) / max(1, counts[k])
+            if not math.isfinite(member.last_loss):
+                raise TrainingDiverged(
+                    f"training loss became {member.last_loss} in epoch {member.epochs_run}"
+                )
+            # every stopper sees every epoch (no short-circuit), so each keeps its state right
+            if any([m.after_epoch(module(k)) for m in member.using("stopping")]):
+                member.stopped = True
+                if stack is not None:
+                    stack.hold(k)
+        if all(member.stopped for member in run):
             break
-    for m in stoppers:
-        m.on_train_end(model)
 
-    epsilons = [e for m in mechanisms if (e := m.epsilon()) is not None]
-    plain = _unwrap(model)
-    plain.eval()
-    return TrainResult(
-        model=plain,
-        epochs_run=epochs_run,
-        dp_epsilon=epsilons[0] if epsilons else None,
-        seconds=time.perf_counter() - started,
-        final_loss=last_loss,
-    )
+    seconds = time.perf_counter() - started
+    results = []
+    for k, member in enumerate(run):
+        trained = module(k)
+        for m in member.using("stopping"):
+            m.on_train_end(trained)
+        epsilons = [e for m in member.mechanisms if (e := m.epsilon()) is not None]
+        plain_model = _unwrap(trained)
+        plain_model.eval()
+        results.append(
+            TrainResult(
+                model=plain_model,
+                epochs_run=member.epochs_run,
+                dp_epsilon=epsilons[0] if epsilons else None,
+                seconds=seconds,
+                final_loss=member.last_loss,
+            )
+        )
+    return results

@@ -123,6 +123,11 @@ class Mechanism:
     # (divisor, why): the strength is at most image side // divisor on every data set.
     image_size_divisor: ClassVar[tuple[int, str] | None] = None
     row_columns: ClassVar[tuple[str, ...]] = ()
+    # Whether models under this mechanism can train as one batched ensemble
+    # (`raymia.ensemble`): its hooks act on each model's own batch, loss and state alone, and
+    # nothing random runs inside the model's forward pass. False falls back to training one
+    # model after another.
+    ensemble: ClassVar[bool] = True
     hooks: ClassVar[frozenset[str]]
     order: ClassVar[int] = 0
     # Distillation trains the student at the teacher's temperature; 1 for everyone else.

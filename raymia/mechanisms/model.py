@@ -17,6 +17,8 @@ class Dropout(Mechanism):
     level = "model"
     setting = Setting(float, "dropout probability", le=0.9)
     notes = "in the model's head"
+    # its masks come from each model's own generator inside the forward pass
+    ensemble = False
     hooks = frozenset({"model"})
 
     def model_options(self) -> dict[str, Any]:

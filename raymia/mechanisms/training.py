@@ -117,6 +117,7 @@ class AdversarialRegularization(Mechanism):
     setting = Setting(float, "adversarial regularization lambda", le=10.0)
     notes = "Nasr et al. 2018 min-max game against the owner's `held_out` data"
     dp_clash = "the inference model's updates are not clipped or noised"
+    ensemble = False  # an inference model per classifier, and extra passes through it
     hooks = frozenset({"prepare", "batch", "loss"})
     order = -100  # before every other transform: it records the clean batch
 
@@ -218,6 +219,7 @@ class DPSGD(Mechanism):
         ),
     }
     dp_sgd = True
+    ensemble = False  # Opacus wraps one model, its optimizer and its sampler
     row_columns = ("dp_accountant",)
     hooks = frozenset({"model", "wrapper"})
 
