@@ -208,6 +208,14 @@ class TrialConfig(_Strict):
     lr: float = Field(1e-3, gt=0, le=10.0)
     optimizer: Literal["adam", "sgd"] = "adam"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    reference_training: Literal["auto", "ensemble", "sequential"] = Field(
+        "auto",
+        description=(
+            "how the reference models train: as one batched ensemble, one after another, or "
+            "auto (the faster path on the device); the row's reference_training is the path "
+            "taken"
+        ),
+    )
     # One architecture for every trial: GroupNorm works under DP-SGD (BatchNorm mixes the
     # samples of a batch, which per-sample clipping cannot allow), so DP-versus-rest compares
     # mechanisms, not normalization layers.

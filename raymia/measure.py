@@ -21,6 +21,7 @@ from .attacks.reference import (
     online_model_count,
     reference_model_count,
     reference_rows,
+    reference_training_path,
     train_online_models,
     train_reference_models,
 )
@@ -208,6 +209,11 @@ def measure_privacy(
         per_sample["dtc"] = distance
         per_sample["dtc_censored"] = censored
     columns["reference_seconds"] = reference_seconds
+    # the path taken ("ensemble", "sequential", "workers"), where the setting asked for one
+    trained_any = bool(reference_models) or online is not None
+    columns["reference_training"] = (
+        reference_training_path(config, device) if trained_any else "none"
+    )
     return columns, per_sample
 
 

@@ -152,23 +152,32 @@ class TrainSpec:
     seed_offset: int = 0
 
 
-def ensemble_problem(config: TrialConfig, specs: Sequence[TrainSpec]) -> str | None:
-    """Return why the models of `specs` cannot train as one batched ensemble under `config`,
-    or None when they can: every mechanism on must declare `ensemble` support in its registry
-    entry, the normalization must work sample by sample (not batch), and every model must
-    take as many batches per epoch (their batch sizes may differ in the last batch)."""
+def ensemble_blocker(config: TrialConfig) -> str | None:
+    """Return why no models of `config` can train as one batched ensemble, or None: every
+    mechanism on must declare `ensemble` support in its registry entry, and the normalization
+    must work sample by sample (not batch)."""
     blocked = [name for name in config.mechanisms.active() if not MECHANISMS[name].ensemble]
     if blocked:
         return f"mechanisms {', '.join(blocked)} do not support the ensemble"
     if config.norm == "batch":
         return "norm = 'batch' mixes a batch's samples (and keeps running statistics)"
-    counts = {_batches_per_epoch(config, len(spec.members)) for spec in specs}
+    return None
+
+
+def ensemble_problem(config: TrialConfig, specs: Sequence[TrainSpec]) -> str | None:
+    """Return why the models of `specs` cannot train as one batched ensemble under `config`,
+    or None when they can: :func:`ensemble_blocker`, and every model must take as many
+    batches per epoch (their last batches may differ in size)."""
+    if blocker := ensemble_blocker(config):
+        return blocker
+    counts = {batches_per_epoch(config, len(spec.members)) for spec in specs}
     if len(counts) > 1:
         return f"the models take different numbers of batches per epoch ({sorted(counts)})"
     return None
 
 
-def _batches_per_epoch(config: TrialConfig, rows: int) -> int:
+def batches_per_epoch(config: TrialConfig, rows: int) -> int:
+    """Return how many batches an epoch over `rows` members takes under `config`."""
     return math.ceil(rows / min(config.batch_size, rows))
 
 

@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from raymia.attacks.reference import (
+    reference_training_path,
+    train_online_models,
+    train_reference_models,
+)
 from raymia.config import parse_trial_config
 from raymia.data import Split
 from raymia.mechanisms import REGISTRY
 from raymia.train import TrainSpec, ensemble_problem, train_model, train_models
+from raymia.trial import run_trial
 
 
 def _specs(splits, sizes: list[int]) -> list[TrainSpec]:
@@ -108,3 +114,79 @@ def test_what_cannot_train_as_an_ensemble_says_why(digits, settings, sizes, expe
     assert problem is not None and expected in problem
     with pytest.raises(ValueError, match="cannot train as an ensemble"):
         train_models(config, digits.info, specs)
+
+
+def _assert_close_logits(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Logits within 1% of their scale and the same predictions on 99% of the images: Adam's
+    first steps turn rounding-level gradient differences (batched against single kernels)
+    into steps of lr on a few weights, so members drift apart by more than the last bits."""
+    assert (a - b).abs().max().item() < 1e-2 * b.abs().max().item()
+    assert (a.argmax(1) == b.argmax(1)).float().mean().item() >= 0.99
+
+
+# ---- reference models: the path each trial takes ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "device", "expected"),
+    [
+        ({}, "cpu", "sequential"),  # auto on a CPU: what the benchmark measured faster
+        ({}, "cuda", "ensemble"),  # auto on CUDA: the ensemble
+        ({"reference_training": "ensemble"}, "cpu", "ensemble"),
+        ({"reference_training": "sequential"}, "cuda", "sequential"),
+        # a mechanism without ensemble support falls back to one model after another
+        ({"reference_training": "ensemble", "mechanisms": {"dropout": 0.3}}, "cpu", "sequential"),
+        ({"reference_training": "ensemble", "norm": "batch"}, "cpu", "sequential"),
+    ],
+)
+def test_reference_training_path(settings, device, expected):
+    config = parse_trial_config({"device": "cpu", **settings})
+    assert reference_training_path(config, torch.device(device)) == expected
+
+
+def test_reference_models_trained_as_an_ensemble_equal_those_trained_one_by_one(digits):
+    settings = {"epochs": 3, "device": "cpu", "mechanisms": {"label_smoothing": 0.1}}
+    sizes = {"n_trained": len(digits.members), "n_held_out": len(digits.held_out)}
+    models = {}
+    for path in ("ensemble", "sequential"):
+        config = parse_trial_config({**settings, "reference_training": path})
+        models[path] = train_reference_models(config, digits.info, digits.reference, 3, **sizes)
+    x = digits.test.x
+    with torch.no_grad():
+        for together, alone in zip(models["ensemble"], models["sequential"], strict=True):
+            _assert_close_logits(together(x), alone(x))
+
+
+def test_online_models_of_unequal_sizes_train_in_groups(digits):
+    # online models train on about half the pool each: their sizes differ, so they train as
+    # one ensemble per number of batches per epoch, and each equals the model trained alone
+    settings = {"epochs": 2, "device": "cpu"}
+    sizes = {"n_trained": len(digits.members), "n_held_out": len(digits.held_out)}
+    scored = digits.members.take(slice(0, 300))
+    sets = {}
+    for path in ("ensemble", "sequential"):
+        config = parse_trial_config({**settings, "reference_training": path})
+        sets[path] = train_online_models(config, digits.info, scored, digits.reference, 6, **sizes)
+    assert np.array_equal(sets["ensemble"].is_in, sets["sequential"].is_in)
+    x = digits.test.x
+    with torch.no_grad():
+        for together, alone in zip(sets["ensemble"].models, sets["sequential"].models, strict=True):
+            _assert_close_logits(together(x), alone(x))
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"reference_training": "ensemble", "attacks": {"lira_reference_models": 2}}, "ensemble"),
+        ({"reference_training": "ensemble", "mechanisms": {"dropout": 0.3}}, "sequential"),
+        ({"attacks": {"shadow_calibration": False}}, "none"),  # no reference model at all
+    ],
+)
+def test_the_row_records_the_reference_training_path_taken(fast, settings, expected):
+    config = {**fast, "epochs": 2, "device": "cpu"}
+    config["attacks"] = {**fast["attacks"], "shadow_calibration": True}
+    for key, value in settings.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    row = run_trial(config)
+    assert row["status"] == "ok"
+    assert row["reference_training"] == expected

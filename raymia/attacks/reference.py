@@ -25,7 +25,15 @@ from torch import nn
 from ..config import TrialConfig
 from ..data import MIN_CALIBRATION, DatasetInfo, Split, check_reference_size, concat_splits
 from ..errors import ConfigError, DataError
-from ..train import resolve_device, train_model, untrained_model
+from ..train import (
+    TrainSpec,
+    batches_per_epoch,
+    ensemble_blocker,
+    resolve_device,
+    train_model,
+    train_models,
+    untrained_model,
+)
 from .registry import REGISTRY, ReferenceSet
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "online_rows",
     "reference_model_count",
     "reference_rows",
+    "reference_training_path",
     "train_job",
     "train_jobs",
     "train_online_models",
@@ -127,10 +136,52 @@ def train_jobs(jobs: Sequence[TrainingJob], device: torch.device | None = None) 
     none of them (docs/ARCHITECTURE.md, "Membership protocol"); online models are drawn
     around the seed's own scored samples. Each seed therefore trains its own.
     """
-    runner = _runner.get()
-    if runner is None or not jobs:
+    if not jobs:
+        return []
+    path = reference_training_path(jobs[0].config, device)
+    if path == "workers":
+        runner = _runner.get()
+        assert runner is not None
+        return runner(jobs, device)
+    if path == "sequential":
         return [train_job(job, device) for job in jobs]
-    return runner(jobs, device)
+    return _train_as_ensembles(jobs, device)
+
+
+def reference_training_path(config: TrialConfig, device: torch.device | None = None) -> str:
+    """Return how :func:`train_jobs` trains a trial's reference models here: "workers" (Ray
+    actors, within :func:`training_jobs_run_by`), "ensemble" (batched, where the config's
+    `reference_training` asks for it, or "auto" asks on CUDA, and no mechanism on blocks it:
+    :func:`raymia.train.ensemble_blocker`) or "sequential" (one after another; the fallback)."""
+    if _runner.get() is not None:
+        return "workers"
+    wanted = config.reference_training
+    if wanted == "auto":
+        kind = (device or resolve_device(config.device)).type
+        wanted = "ensemble" if kind == "cuda" else "sequential"
+    if wanted == "ensemble" and ensemble_blocker(config) is None:
+        return "ensemble"
+    return "sequential"
+
+
+def _train_as_ensembles(
+    jobs: Sequence[TrainingJob], device: torch.device | None
+) -> list[nn.Module]:
+    """Train the jobs as batched ensembles, one per number of batches per epoch (a job alone
+    in its group trains by itself); return the models in the jobs' order, in eval mode."""
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, job in enumerate(jobs):
+        key = (id(job.config), id(job.info), batches_per_epoch(job.config, len(job.train)))
+        groups.setdefault(key, []).append(i)
+    models: list[nn.Module | None] = [None] * len(jobs)
+    for members in groups.values():
+        config, info = jobs[members[0]].config, jobs[members[0]].info
+        specs = [TrainSpec(jobs[i].train, jobs[i].held_out, jobs[i].seed_offset) for i in members]
+        for i, result in zip(
+            members, train_models(config, info, specs, device=device), strict=True
+        ):
+            models[i] = result.model.eval()
+    return [m for m in models if m is not None]
 
 
 def reference_model_count(options: Any) -> int:
