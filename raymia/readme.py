@@ -52,6 +52,8 @@ def _mechanism_notes(cls: type[Mechanism]) -> str:
         )
     if cls.dp_clash:
         notes.append(f"not with DP-SGD: {cls.dp_clash}")
+    if not cls.ensemble:
+        notes.append("reference models train one at a time (no batched ensemble)")
     return "; ".join(notes)
 
 
