@@ -79,6 +79,12 @@ def accuracy(
     return float(chunked(model, split.x, split.y, batch_size, hits)["hit"].mean())
 
 
+def weighted_parameters(model: nn.Module) -> list[tuple[torch.Tensor, bool]]:
+    """Return the model's parameters, each with whether it is a weight (a Conv2d or Linear
+    weight: more than one dimension), which weight decay reaches."""
+    return [(p, p.ndim > 1) for p in model.parameters()]
+
+
 def _optimizer(
     config: TrialConfig, params: list[tuple[torch.Tensor, bool]], options: dict
 ) -> torch.optim.Optimizer:
@@ -319,9 +325,7 @@ def train_models(
     stack = StackedModels([m.model for m in run]) if len(run) > 1 else None
     if stack is None:
         model = first.model
-        optimizer = _optimizer(
-            config, [(p, p.ndim > 1) for p in model.parameters()], optimizer_options
-        )
+        optimizer = _optimizer(config, weighted_parameters(model), optimizer_options)
         for m in first.using("wrapper"):
             model, optimizer, first.batches = m.wrap(model, optimizer, first.batches)
         first.model = model

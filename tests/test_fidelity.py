@@ -23,7 +23,7 @@ from raymia.data import DATASETS, Split
 from raymia.mechanisms import REGISTRY, Batch
 from raymia.mechanisms.training import DPSGD
 from raymia.space import load_space, shipped_space
-from raymia.train import _optimizer, train_model
+from raymia.train import _optimizer, train_model, weighted_parameters
 
 DIGITS = DATASETS["digits"]
 
@@ -175,7 +175,7 @@ def test_weight_decay_is_coupled_l2_on_weights_only(optimizer):
     and nothing to biases or normalization parameters."""
     config = parse_trial_config({"optimizer": optimizer})
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(144, 3))
-    opt = _optimizer(config, model, {"weight_decay": 0.1})
+    opt = _optimizer(config, weighted_parameters(model), {"weight_decay": 0.1})
     assert not isinstance(opt, torch.optim.AdamW)
     decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
     for name, p in model.named_parameters():
@@ -190,7 +190,7 @@ def test_weight_decay_matches_a_penalty_on_the_loss():
     a = nn.Linear(5, 3)
     b = nn.Linear(5, 3)
     b.load_state_dict(a.state_dict())
-    opt_a = _optimizer(config, a, {"weight_decay": 0.3})
+    opt_a = _optimizer(config, weighted_parameters(a), {"weight_decay": 0.3})
     nn.functional.cross_entropy(a(x), y).backward()
     opt_a.step()
     opt_b = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9)
