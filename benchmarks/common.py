@@ -125,3 +125,26 @@ def fresh_result(script: str, args: list[str], what: str) -> dict:
     if done.returncode != 0 or not lines:
         raise SystemExit(f"benchmark: {what} failed:\n{done.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int, num_gpus: int = 0) -> Iterator[None]:
+    """A local Ray of the caller's own (own temp dir, no dashboard, these logical resources),
+    shut down afterwards: only what it started, never another Ray on the machine. The tests
+    start theirs through this one too (`tests/local_ray.py`)."""
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="raymia-local-ray-", dir="/tmp")
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        _temp_dir=temp_dir,
+        include_dashboard=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

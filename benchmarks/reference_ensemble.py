@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import fresh_result, scratch
+from common import fresh_result, local_ray, scratch
 
 from raymia.attacks.reference import train_reference_models, training_jobs_run_by
 from raymia.config import TrialConfig
@@ -64,15 +62,7 @@ def _train(k: int, way: str, threads: int, workers: int) -> tuple[float, list[to
     from raymia.sweep.reference_tasks import BundleRunner
 
     torch.set_num_threads(1)
-    temp_dir = tempfile.mkdtemp(prefix="raymia-bench-ray-", dir="/tmp")
-    ray.init(
-        num_cpus=workers,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
+    with local_ray(workers):
         group = placement_group([{"CPU": 1.0}] * workers)
         ray.get(group.ready())
         runner = BundleRunner(group, range(workers))
@@ -83,9 +73,6 @@ def _train(k: int, way: str, threads: int, workers: int) -> tuple[float, list[to
         seconds = time.perf_counter() - started
         runner.close()
         remove_placement_group(group)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
     return seconds, models
 
 

@@ -18,12 +18,11 @@ shared machine drifts); the ratio of the medians is printed last (target >= 1.6 
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
 
 import torch
+from common import local_ray
 
 from raymia.attacks.reference import train_reference_models, training_jobs_run_by
 from raymia.config import TrialConfig
@@ -58,17 +57,9 @@ def main() -> None:
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    temp_dir = tempfile.mkdtemp(prefix="raymia-bench-ray-", dir="/tmp")
-    ray.init(
-        num_cpus=args.workers,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
     times: dict[str, list[float]] = {"serial": [], "parallel": []}
     models: dict[str, list[torch.nn.Module]] = {}
-    try:
+    with local_ray(args.workers):
         started = time.perf_counter()
         group = placement_group([{"CPU": 1.0}] * args.workers)
         ray.get(group.ready())
@@ -87,9 +78,6 @@ def main() -> None:
                 print(f"run {repeat + 1}, {name}: {times[name][-1]:.1f} s", flush=True)
         runner.close()
         remove_placement_group(group)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
     differences = [
         (x - y).abs().max().item() if x.is_floating_point() else float((x != y).any())
         for a, b in zip(models["serial"], models["parallel"], strict=True)

@@ -1,32 +1,20 @@
 """A local Ray for the tests that start one: its own temp dir, no dashboard, shut down after.
 
 Only what the test started is shut down (`ray.shutdown()`), never other Rays on the machine.
+The helper is the benchmarks' (`benchmarks/common.py`), loaded from its file.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import importlib.util
+from pathlib import Path
 
+_path = Path(__file__).resolve().parent.parent / "benchmarks" / "common.py"
+_spec = importlib.util.spec_from_file_location("benchmark_common", _path)
+assert _spec is not None and _spec.loader is not None
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
 
-@contextmanager
-def local_ray(num_cpus: int, num_gpus: int = 0) -> Iterator[None]:
-    """Start a local Ray with these logical resources in a temp dir of its own; yield; stop it."""
-    import ray
+local_ray = _common.local_ray
 
-    temp_dir = tempfile.mkdtemp(prefix="raymia-test-ray-", dir="/tmp")
-    ray.init(
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        _temp_dir=temp_dir,
-        include_dashboard=False,
-        configure_logging=False,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+__all__ = ["local_ray"]
