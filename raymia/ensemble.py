@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from .models import is_weight
+
 __all__ = ["StackedModels"]
 
 
@@ -48,9 +50,9 @@ class StackedModels:
         return len(self.models)
 
     def parameters(self) -> list[tuple[torch.Tensor, bool]]:
-        """Return every stacked parameter with whether it is a weight (a Conv2d or Linear
-        weight: more than one dimension per member), for the optimizer's weight decay."""
-        return [(p, p.ndim > 2) for p in self.params.values()]
+        """Return every stacked parameter with whether its members' parameter is a weight
+        (:func:`raymia.models.is_weight`), for the optimizer's weight decay."""
+        return [(self.params[name], is_weight(p)) for name, p in self.models[0].named_parameters()]
 
     def train(self, mode: bool = True) -> None:
         """Put the batched pass in train (or eval) mode."""

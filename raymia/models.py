@@ -70,6 +70,17 @@ def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
     return model
 
 
+def is_weight(parameter: torch.Tensor) -> bool:
+    """Return whether a model parameter is a weight (a Conv2d or Linear weight: more than one
+    dimension), which weight decay reaches, rather than a bias or normalization parameter."""
+    return parameter.ndim > 1
+
+
+def weighted_parameters(model: nn.Module) -> list[tuple[torch.Tensor, bool]]:
+    """Return the model's parameters, each with :func:`is_weight`, for the optimizer."""
+    return [(p, is_weight(p)) for p in model.parameters()]
+
+
 def use_generator(model: nn.Module, generator: torch.Generator) -> nn.Module:
     """Make every raymia Dropout in the model draw its masks from `generator` (on the model's
     device). Returns the same model."""

@@ -19,7 +19,7 @@ from .data import DatasetInfo, Split
 from .ensemble import StackedModels
 from .mechanisms import REGISTRY as MECHANISMS
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
-from .models import build_model, init_parameters, use_generator
+from .models import build_model, init_parameters, use_generator, weighted_parameters
 from .outputs import chunked
 
 
@@ -77,12 +77,6 @@ def accuracy(
         return {"hit": logits.argmax(dim=1) == y}
 
     return float(chunked(model, split.x, split.y, batch_size, hits)["hit"].mean())
-
-
-def weighted_parameters(model: nn.Module) -> list[tuple[torch.Tensor, bool]]:
-    """Return the model's parameters, each with whether it is a weight (a Conv2d or Linear
-    weight: more than one dimension), which weight decay reaches."""
-    return [(p, p.ndim > 1) for p in model.parameters()]
 
 
 def _optimizer(
@@ -196,8 +190,9 @@ class _Member:
     mechanisms: list[Mechanism]
     model: nn.Module
     batches: ShuffledBatches
-    # the batch and target transforms, in the order they apply
+    # the batch and target transforms, in the order they apply, and the loss terms
     transforms: list[Mechanism]
+    loss_terms: list[Mechanism]
     epochs_run: int = 0
     last_loss: float = float("nan")
     stopped: bool = False
@@ -257,7 +252,8 @@ def _member(
     transforms = sorted(
         (m for m in mechanisms if m.hooks & {"batch", "targets"}), key=lambda m: m.order
     )
-    return _Member(context, mechanisms, model, batches, transforms)
+    loss_terms = [m for m in mechanisms if "loss" in m.hooks]
+    return _Member(context, mechanisms, model, batches, transforms, loss_terms)
 
 
 def _loss(member: _Member, logits: torch.Tensor, batch: Batch, temperature: float) -> torch.Tensor:
@@ -267,7 +263,7 @@ def _loss(member: _Member, logits: torch.Tensor, batch: Batch, temperature: floa
         loss = F.cross_entropy(logits / temperature, batch.y) * temperature**2
     else:
         loss = soft_cross_entropy(logits, batch.targets, temperature)
-    for m in member.using("loss"):
+    for m in member.loss_terms:
         loss = loss + m.loss_term(logits, batch)
     return loss
 

@@ -311,9 +311,10 @@ class DPSGD(Mechanism):
         from ..batches import PoissonBatches
 
         steps = len(batches)
+        sample_rate = 1 / steps
         self.accountant = self.choose_accountant(
             float(self.strength),
-            1 / steps,
+            sample_rate,
             self.context.config.epochs * steps,
             self.context.config.mechanisms.dp_delta,
         )
@@ -335,7 +336,7 @@ class DPSGD(Mechanism):
                 # the noise from this generator, so it depends on nothing else in the process
                 noise_generator=self.context.seeded("dp noise"),
             )
-        sample_rate = 1 / len(loader)
+        # Opacus' own count of Poisson batches per epoch: int(1 / sample_rate)
         poisson = PoissonBatches(
             batches.x, batches.y, sample_rate, int(1 / sample_rate), batches.generator
         )
