@@ -90,6 +90,10 @@ class Canaries:
         """Return the canaries the attacks score: the members, then the non-members."""
         return concat_splits(self.members, self.non_members)
 
+    def to(self, device: torch.device) -> Canaries:
+        """Return the canaries and the test split left with their tensors on `device`."""
+        return Canaries(self.members.to(device), self.non_members.to(device), self.test.to(device))
+
     def is_member(self) -> np.ndarray:
         """Return the membership labels of :meth:`scored`'s samples."""
         return np.r_[np.ones(len(self.members), bool), np.zeros(len(self.non_members), bool)]

@@ -22,7 +22,7 @@ targets are small enough, and it lets one copy travel through Ray's object store
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,15 @@ class Split:
         """Return the subset at `rows` (positions within this split)."""
         return Split(self.x[rows], self.y[rows], self.indices[rows])
 
+    def to(self, device: torch.device) -> Split:
+        """Return this split with its images and labels on `device` (the same tensors where
+        they are there already); the pool indices stay host-side."""
+        return Split(self.x.to(device), self.y.to(device), self.indices)
+
+    def labels(self) -> np.ndarray:
+        """Return the labels as a host-side int64 array, wherever the tensor lives."""
+        return self.y.cpu().numpy()
+
 
 def concat_splits(*parts: Split) -> Split:
     """Return one split holding `parts`' samples in order (their indices kept as they are)."""
@@ -126,6 +135,16 @@ class Splits:
     held_out: Split
     reference: Split
     test: Split
+
+    def to(self, device: torch.device) -> Splits:
+        """Return the splits with every image and label on `device`, moved once: a trial on
+        an accelerator trains, evaluates and attacks from there without a host-to-device copy
+        per batch (on the CPU the same tensors come back)."""
+        parts = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(
+            self,
+            **{name: part.to(device) for name, part in parts.items() if isinstance(part, Split)},
+        )
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def balanced_evaluation(members: Split, non_members: Split, seed: int) -> Evalua
     rng = np.random.default_rng([seed, 11])
     pick_m: list[np.ndarray] = []
     pick_n: list[np.ndarray] = []
-    y_m, y_n = members.y.numpy(), non_members.y.numpy()
+    y_m, y_n = members.labels(), non_members.labels()
     for label in np.union1d(y_m, y_n):
         rows_m = np.flatnonzero(y_m == label)
         rows_n = np.flatnonzero(y_n == label)
@@ -197,7 +197,7 @@ def measure_privacy(
 
     per_sample: dict[str, np.ndarray] = {
         "sample_index": evaluation.indices,
-        "label": evaluation.y.numpy(),
+        "label": evaluation.y.cpu().numpy(),
         "is_member": evaluation.is_member,
         **{f"score_{name}": values for name, values in scores.items()},
     }
@@ -319,7 +319,7 @@ def _measure_dtc(
     )
     tau = resolve_tau(settings.tau, reference_margin)
     n = len(evaluation.is_member) // 2
-    y = evaluation.y.numpy()
+    y = evaluation.y.cpu().numpy()
     member_rows, non_member_rows = balanced_rows(
         y[:n], y[n:], min(n, settings.max_samples // 2), config.seed
     )

@@ -139,6 +139,10 @@ def run_trial(
         torch.set_num_threads(threads)
     splits, canaries = prepare_data(config, data)
     device = resolve_device(config.device)
+    # Every split moves to the device once: training, evaluation and each attack index it
+    # there (no copy per batch; on the CPU nothing moves).
+    splits = splits.to(device)
+    canaries = canaries.to(device) if canaries is not None else None
     members = splits.members
     # The target trains on every member (and the member canaries); its mechanisms' side data
     # is the owner's held-out set.

@@ -157,9 +157,11 @@ class BundleRunner:
         each config's), in eval mode. The first job that fails ends the actors and its error is
         raised here (a job's TrainingDiverged or TrialTimeout is still one)."""
         import ray
+        import torch
 
         from .. import deadline
         from ..attacks.reference import load_trained
+        from ..data import Split
         from ..train import resolve_device
 
         workers = self.start()
@@ -167,7 +169,10 @@ class BundleRunner:
 
         def put(value: Any) -> Any:  # each config and split goes to the object store once
             if id(value) not in stored:
-                stored[id(value)] = ray.put(value)
+                # a split travels from the host: the trial's copy may sit on its accelerator,
+                # and each actor moves it to its own device once
+                host = value.to(torch.device("cpu")) if isinstance(value, Split) else value
+                stored[id(value)] = ray.put(host)
             return stored[id(value)]
 
         free = list(range(len(workers)))
