@@ -155,15 +155,17 @@ def hypervolume(points: np.ndarray, directions: Sequence[str], reference: Sequen
 
 
 def _bounded_unit_column(column: str) -> bool:
-    """True for result columns known to lie in [0, 1]: accuracies, advantages, AUCs, TPRs."""
-    return column.endswith(("acc", "adv", "auc")) or "_tpr_at_" in column
+    """True for result columns known to lie in [0, 1]: accuracies, advantages and their
+    excess over the null, AUCs, TPRs."""
+    return column.endswith(("acc", "adv", "adv_excess", "auc")) or "_tpr_at_" in column
 
 
 def default_reference(objectives: Sequence[Objective]) -> list[float]:
     """Return the default hypervolume reference point: the worst value of each objective.
 
     Defined for columns bounded in [0, 1]: accuracies (``test_acc``, ``train_acc``),
-    advantages (``adv``, ``<attack>_adv``, ``dtc_adv``), AUCs (``*_auc``) and TPRs
+    advantages (``adv``, ``<attack>_adv``, ``dtc_adv``) and their excess over the null
+    (``adv_excess``, ``dtc_adv_excess``), AUCs (``*_auc``) and TPRs
     (``*_tpr_at_*``). The worst value is 0 for ``max`` and 1 for ``min``, so with
     ``acc:max,adv:min`` the reference is ``[0.0, 1.0]`` and the hypervolume is the area of
     (accuracy, 1 - advantage) that the front dominates. Raises ValueError for any other

@@ -15,12 +15,14 @@ from typing import Any
 
 from .errors import ConfigError, show_path
 from .sweep.settings import (
+    DEFAULT_BUDGETS,
     DEFAULT_OBJECTIVES,
     SAMPLERS,
     SEARCHES,
     SETTINGS_FILE,
     SweepSettings,
     default_out,
+    parse_budgets,
 )
 
 # The settings a space file's `sweep:` block may give (raymia.space.SweepDefaults) and a flag
@@ -46,6 +48,15 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def budgets_argument(text: str) -> tuple[float, ...]:
+    """Return the budgets of a ``--budgets`` flag (`parse_budgets`), refused in argparse's
+    one line."""
+    try:
+        return parse_budgets(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _default(name: str) -> Any:
     """Return the default of a SweepSettings field."""
     return next(f.default for f in dataclasses.fields(SweepSettings) if f.name == name)
@@ -66,6 +77,14 @@ def add_sweep_parser(subparsers: Any) -> None:
     )
     p.add_argument("--search", choices=SEARCHES, help=f"default {_default('search')}")
     p.add_argument("--objectives", help=f"default {DEFAULT_OBJECTIVES}")
+    p.add_argument(
+        "--budgets",
+        type=budgets_argument,
+        default=DEFAULT_BUDGETS,
+        metavar="POINTS",
+        help="accuracy budgets the answer reads, in points of test accuracy given up against "
+        f"the undefended model (default {','.join(f'{b:g}' for b in DEFAULT_BUDGETS)})",
+    )
     p.add_argument(
         "--sampler", choices=SAMPLERS, help=f"Optuna sampler (default {_default('sampler')})"
     )
@@ -177,12 +196,36 @@ def mechanisms_that_matter(df: Any, settings: SweepSettings) -> str:
         return f"(no importance table: {type(err).__name__}: {err})"
 
 
+def sweep_answer(df: Any, settings: SweepSettings, budgets: tuple[float, ...]) -> str:
+    """Return what the sweep's end prints before the importance table: the answer at each
+    accuracy budget (`raymia.analysis.answer`), then the Pareto front and the trials within
+    noise of it, as one table; one line where no trial completed."""
+    from .analysis.answer import answer_text, front_summary
+    from .results import ok_trials
+    from .tables import front_markdown
+
+    objectives = settings.objective_list()
+    if ok_trials(df).empty:
+        return "(no successful trials: no answer and no Pareto front)"
+    sentence, within = front_summary(df, objectives)
+    within = within.assign(front=["Pareto" if on else "within noise" for on in within["on_front"]])
+    return "\n".join(
+        [
+            f"The answer ({settings.objectives}; budgets in points of accuracy):",
+            answer_text(df, objectives, budgets),
+            "",
+            f"Pareto front ({settings.objectives}):",
+            sentence,
+            front_markdown(within, objectives, extra=["front"]),
+        ]
+    )
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Run the sweep the flags describe; print the Pareto front at the end."""
+    """Run the sweep the flags describe; print the answer and the Pareto front at the end."""
     settings, resume = settings_from_args(args)
     from .sweep.run import run_sweep
     from .sweep.settings import expected_trials
-    from .tables import front_table
 
     started = time.perf_counter()
     try:
@@ -204,8 +247,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     counts = df["status"].value_counts().to_dict() if "status" in df else {}
     print(f"\nraymia: {len(df)} trials in {settings.out} ({counts}), {elapsed:.0f} s")
-    print(f"Pareto front ({settings.objectives}):")
-    print(front_table(df, settings.objective_list()))
+    print(sweep_answer(df, settings, args.budgets))
     print(f"\nWhich mechanisms matter ({settings.objectives}):")
     print(mechanisms_that_matter(df, settings))
     failure = no_trial_completed(df)

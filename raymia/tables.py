@@ -52,31 +52,34 @@ def _arrow(obj: Objective) -> str:
     return "↑" if obj.direction == "max" else "↓"
 
 
-def front_markdown(front: pd.DataFrame, objectives: list[Objective]) -> str:
+def front_markdown(
+    front: pd.DataFrame, objectives: list[Objective], extra: Sequence[str] = ()
+) -> str:
     """Return the front as a Markdown table: trial, mechanisms with strengths, seed, metrics.
 
     Columns: ``sweep`` and ``dataset`` when the rows span several; ``trial``; ``mechanisms``
     (name=strength, or none); ``seed``; then test accuracy, the best attack's advantage, the
     DtC advantage and any other objective column (headers carry ↑ maximised or ↓ minimised);
     ``leakage``: "no detectable leakage" where ``adv`` and ``dtc_adv`` both lie within their
-    permutation nulls (`raymia.leakage.leakage_verdict`), else "detected" (or "no null").
+    permutation nulls (`raymia.leakage.leakage_verdict`), else "detected" (or "no null");
+    then the columns named in `extra`, as they are.
     """
     directions = {o.column: o for o in objectives}
     metrics = ["test_acc", "adv", "dtc_adv"]
     metrics += [o.column for o in objectives if o.column not in metrics]
     metrics = [m for m in metrics if m in front.columns]
-    extra = [c for c in ("sweep", "dataset") if c in front.columns and front[c].nunique() > 1]
-    header = extra + ["trial", "mechanisms", "seed"]
+    spans = [c for c in ("sweep", "dataset") if c in front.columns and front[c].nunique() > 1]
+    header = spans + ["trial", "mechanisms", "seed"]
     header += [f"{m} {_arrow(directions[m])}" if m in directions else m for m in metrics]
-    header.append("leakage")
+    header += ["leakage", *extra]
     rows = []
     for _, row in front.iterrows():
         seed = "-" if pd.isna(row.get("seed")) else str(int(row["seed"]))
         if seed == "-" and isinstance(row.get("seeds"), str) and row["seeds"]:
             seed = row["seeds"]  # a replicate row: the mean over these seeds
-        cells = [str(row[c]) for c in extra] + [str(row["trial_id"]), row["config"], seed]
+        cells = [str(row[c]) for c in spans] + [str(row["trial_id"]), row["config"], seed]
         cells += [fmt(row[m]) for m in metrics]
-        cells.append(leakage_verdict(row))
+        cells += [leakage_verdict(row), *(fmt(row.get(c)) for c in extra)]
         rows.append(cells)
     return markdown_table(header, rows)
 

@@ -79,6 +79,7 @@ def trial_row(trial_id: str, seed: int, acc: float, adv: float, **strengths) -> 
     row.update(strengths)
     row.update({f"{a}_adv": adv for a in ATTACKS})
     row.update(test_acc=acc, adv=adv, dtc_adv=0.3, dtc_auc=0.6)
+    row.update(adv_null_q95=0.1, adv_excess=max(0.0, adv - 0.1))
     return row
 
 

@@ -34,10 +34,11 @@ from raymia.errors import AnalysisError, UserError, bound_quoted, one_line, show
 from raymia.leakage import leakage_verdict
 from raymia.pareto import ALIASES, Objective, parse_objectives
 from raymia.results import load_results, ok_trials
-from raymia.sweep.settings import DEFAULT_OBJECTIVES
+from raymia.sweep.settings import DEFAULT_BUDGETS, DEFAULT_OBJECTIVES
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
+    "add_budgets",
     "add_objectives",
     "add_tolerance",
     "attacks_in",
@@ -233,6 +234,21 @@ def add_objectives(parser: argparse.ArgumentParser) -> None:
         "--objectives",
         default=DEFAULT_OBJECTIVES,
         help=f"name:max|min,... (default {DEFAULT_OBJECTIVES})",
+    )
+
+
+def add_budgets(parser: argparse.ArgumentParser) -> None:
+    """Add ``--budgets`` (default: the sweep's, `DEFAULT_BUDGETS`): the accuracy budgets the
+    answer reads, in points of test accuracy."""
+    from raymia.sweep_cli import budgets_argument
+
+    parser.add_argument(
+        "--budgets",
+        type=budgets_argument,
+        default=DEFAULT_BUDGETS,
+        metavar="POINTS",
+        help="accuracy budgets in points given up against the undefended model (default "
+        f"{','.join(f'{b:g}' for b in DEFAULT_BUDGETS)})",
     )
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "SAME",
     "DpCurve",
     "canary_configurations",
+    "configuration_kind",
     "compare_with_dp",
     "defences_markdown",
     "main",
@@ -93,7 +94,7 @@ def _seed_count(row: pd.Series) -> int:
     return len([s for s in str(listed).split(",") if s.strip()])
 
 
-def _kind(key: tuple) -> str:
+def configuration_kind(key: tuple) -> str:
     """Return "dp" (DP-SGD alone), "dp+" (DP-SGD with another mechanism) or "defence"."""
     names = [name for name, _ in key if name not in riders()]
     dp = [name for name in names if REGISTRY[name].dp_sgd]  # the registry's DP-SGD flag
@@ -140,7 +141,7 @@ def canary_configurations(df: pd.DataFrame, fpr: str = "1pct") -> pd.DataFrame:
         rows.append(
             {
                 **dict(zip(settings, values, strict=True)),
-                "kind": _kind(key),
+                "kind": configuration_kind(key),
                 "config": config_label(records[members[0]]),
                 "trials": len(sel),
                 "test_acc": float(pd.to_numeric(sel["test_acc"]).mean()),

@@ -2,12 +2,15 @@
 
 Usage::
 
-    python analysis/report.py DIR [--objectives acc:max,adv:min,dtc_adv:min] [--max-roc 4]
-                              [--tolerance 0.01]
+    python analysis/report.py DIR [--objectives acc:max,adv_excess:min] [--budgets 0.5,1,2,5]
+                              [--max-roc 4] [--tolerance 0.01]
 
 Writes ``DIR/report.md`` and its figures under ``DIR/figures/``:
 
-- the Pareto front as a table naming every front trial, and ``pareto.png``
+- first, the answer: at each accuracy budget, the configuration that leaks least, its
+  leakage with interval and null, the runner-up, whether the two differ and DP-SGD at that
+  accuracy (`raymia.analysis.answer`);
+- the Pareto front and the trials within noise of it as a table, and ``pareto.png``
   (`analysis.pareto`);
 - ``hypervolume.png``: the hypervolume of the front after each completed trial, in the
   order they finished (`raymia.pareto.hypervolume_trace` against `default_reference`), and
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from raymia.analysis import common
+from raymia.analysis.answer import BUDGETS, answer_text, front_summary
 from raymia.analysis.mechanisms import TOLERANCE, mechanism_summary, mechanisms_markdown
 from raymia.analysis.pareto import plot_pareto
 from raymia.analysis.roc import plot_trial, roc_png_name
@@ -207,6 +211,7 @@ def write_report(
     objectives_spec: str = common.DEFAULT_OBJECTIVES,
     max_roc: int = 4,
     tolerance: float = TOLERANCE,
+    budgets: tuple[float, ...] = BUDGETS,
 ) -> Path:
     """Write ``sweep_dir/report.md`` and its figures (``sweep_dir/figures/``); return its path.
 
@@ -223,6 +228,8 @@ def write_report(
     objective_text = ", ".join(f"`{o}`" for o in objectives)
 
     front = front_trials(df, objectives)
+    sentence, within = front_summary(df, objectives)
+    within = within.assign(front=["Pareto" if on else "within noise" for on in within["on_front"]])
     plot_pareto(
         df,
         objectives,
@@ -236,13 +243,17 @@ def write_report(
         f"{len(df)} trials ({status}) on {datasets}. Objectives: {objective_text}. "
         "Written by `analysis/report.py` from `trials.parquet` and `scores/`.",
         "",
+        "## The answer",
+        "",
+        answer_text(df, objectives, budgets),
+        "",
         "## Pareto front",
         "",
-        f"{len(front)} of {len(ok)} completed trials are Pareto-optimal over {objective_text} "
-        f"(no other trial is at least as good in every objective and better in one): "
-        f"{', '.join(f'`{t}`' for t in front['trial_id'])}.",
+        f"Pareto-optimal over {objective_text} (no other trial is at least as good in every "
+        f"objective and better in one): {', '.join(f'`{t}`' for t in front['trial_id'])}. "
+        + sentence,
         "",
-        front_markdown(front, objectives),
+        front_markdown(within, objectives, extra=["front"]),
         "",
         leakage_sentence(ok),
         "",
@@ -328,10 +339,11 @@ def main(argv: list[str]) -> int:
         help="ROC figures for at most this many front trials (default 4)",
     )
     common.add_tolerance(parser, TOLERANCE, "the mechanisms table")
+    common.add_budgets(parser)
     args = parser.parse_args(argv)
     if args.max_roc < 0:
         parser.error(f"--max-roc {args.max_roc}: expected a number >= 0")
-    path = write_report(args.dir, args.objectives, args.max_roc, args.tolerance)
+    path = write_report(args.dir, args.objectives, args.max_roc, args.tolerance, args.budgets)
     print(f"wrote {path}")
     return 0
 
