@@ -21,6 +21,7 @@ from .config import TrialConfig, parse_trial_config
 from .costs import component
 from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
 from .measure import measure_privacy
+from .metrics import clopper_pearson
 from .privacy_audit import OBJECTIVE_COLUMNS
 from .train import accuracy, resolve_device, train_model
 
@@ -117,7 +118,8 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train one model under `config` and return its result row.
 
-    The row holds the flattened config, `status` "ok", `test_acc`, `train_acc`, `dp_epsilon`
+    The row holds the flattened config, `status` "ok", `test_acc` with its exact 95%
+    interval over the test images (`test_acc_lo`, `test_acc_hi`), `train_acc`, `dp_epsilon`
     (None without DP-SGD), `epochs_run`, every attack's metrics (`<attack>_adv`, `_auc`, ...),
     `adv` (the largest advantage), the `dtc_*` summary, `train_seconds` (the target's
     training), `reference_seconds` (the shadow's and reference models' training, part of)
@@ -163,6 +165,12 @@ def run_trial(
     with component("accuracy"):
         test = splits.test if canaries is None else canaries.test
         row["test_acc"] = accuracy(model, test, device)
+        # the accuracy's own noise: exact 95% interval over the test images it counts
+        row["test_acc_lo"], row["test_acc_hi"] = (
+            clopper_pearson(round(row["test_acc"] * len(test)), len(test))
+            if len(test)
+            else (None, None)
+        )
         row["train_acc"] = accuracy(model, members, device)
     row |= {
         "dp_epsilon": trained.dp_epsilon,
