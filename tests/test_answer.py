@@ -263,3 +263,36 @@ def test_the_plain_front_is_always_within_the_front_within_noise():
         kept = front_within_noise(df, OBJECTIVES)
         plain = set(pareto_front(df, OBJECTIVES).index)
         assert plain <= set(kept[kept].index)
+
+
+# ---- where the answer is read: the sweep's end and the report ------------------------------
+
+
+def test_the_sweep_ends_with_the_answer_then_the_front_within_noise(tmp_path):
+    from raymia.sweep.settings import SweepSettings
+    from raymia.sweep_cli import sweep_answer
+
+    rng = np.random.default_rng(6)
+    df = sweep(KNOWN, 1, 0.004, rng)
+    settings = SweepSettings(space="x.yaml", out=str(tmp_path), objectives="acc:max,adv:min")
+    text = sweep_answer(df, settings, (1.0,))
+    assert text.index("The answer") < text.index("Pareto front")
+    assert "Giving up at most 1 point" in text and "**weight_decay=0.01**" in text
+    assert "| front |" in text.splitlines()[-len(KNOWN) - 2]  # the table's header
+    assert "Pareto" in text and "within noise of it" in text
+    failed = pd.DataFrame([{"trial_id": "x", "status": "failed", "error": "boom"}])
+    assert "no successful trials" in sweep_answer(failed, settings, (1.0,))
+
+
+def test_the_report_opens_with_the_answer(tmp_path):
+    from raymia.analysis import report
+    from raymia.results import write_trials
+
+    rng = np.random.default_rng(7)
+    write_trials(tmp_path, sweep(KNOWN, 2, 0.004, rng).to_dict("records"))
+    path = report.write_report(tmp_path, "acc:max,adv:min", max_roc=0, budgets=(0.5, 2.0))
+    text = path.read_text()
+    assert text.index("## The answer") < text.index("## Pareto front")
+    assert "Giving up at most 0.5 points" in text and "**label_smoothing=0.1**" in text
+    assert "Giving up at most 2 points" in text and "**augment=2**" in text
+    assert "within noise" in text

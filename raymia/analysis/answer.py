@@ -404,8 +404,8 @@ def _seeds_text(budget: BudgetAnswer, leak: str) -> str:
 
 
 def _dp_text(budget: BudgetAnswer, leak: str, dp_range: tuple[float, float] | None) -> str:
-    if dp_range is None:
-        return "The sweep has no DP-SGD trial to compare with."
+    if dp_range is None:  # said once, before the budgets
+        return ""
     if budget.dp is None:
         low, high = dp_range
         return (
@@ -445,7 +445,8 @@ def answer_markdown(result: Answer) -> str:
             else f"the most accurate configuration ({ref['config']}, {fmt(ref[acc])}; the sweep "
             "has no undefended trial)"
         )
-        + f"; its leakage: {_leakage_text(ref, leak)}.",
+        + f"; its leakage: {_leakage_text(ref, leak)}."
+        + ("" if result.dp_range else " The sweep has no DP-SGD trial to compare with."),
         "",
     ]
     previous: BudgetAnswer | None = None
@@ -469,7 +470,7 @@ def answer_markdown(result: Answer) -> str:
             f"{_leakage_text(best, leak)}. "
         )
         text += _seeds_text(b, leak) + " " + _dp_text(b, leak, result.dp_range)
-        lines.append(head + text)
+        lines.append(head + text.rstrip())
     return "\n".join(lines)
 
 
@@ -578,8 +579,8 @@ def front_summary(df: pd.DataFrame, objectives: Sequence[Objective]) -> tuple[st
     )
     if len(ok) and len(plain) > LARGE_FRONT * len(ok):
         text += (
-            f" The front holds most of the trials: with {len(objectives)} noisy objectives "
-            "almost every trial is best at something, so the front alone does not single one "
-            "out; read the answer above, which fixes the accuracy and compares the leakage."
+            " The front holds most of the trials: each is best at some trade-off between the "
+            f"{len(objectives)} objectives (and noise adds to that), so the front alone does "
+            "not single one out; the answer above fixes the accuracy and compares the leakage."
         )
     return text, within
