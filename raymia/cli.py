@@ -48,7 +48,8 @@ def _add_trial_parser(subparsers: Any) -> None:
     p.add_argument(
         "--dataset",
         help="digits (default), mnist-5k, fashion-mnist, cifar10, cifar100, synthetic-cifar10 "
-        "(generated images, for cost only)",
+        "(generated images, for cost only), or the PATH of an image folder (one sub-folder per "
+        "class) or an .npz with x and y",
     )
     p.add_argument("--seed", type=int, help="fixes the splits and the training randomness")
     p.add_argument("--data-root", metavar="DIR", help="where torchvision data sets live")

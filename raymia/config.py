@@ -24,17 +24,14 @@ from pydantic import (
 
 from .attacks.registry import REGISTRY as ATTACKS
 from .canaries import MAX_CANARIES
-from .data import DATASETS
+from .data import dataset_info
 from .dtc import DtcOptions, parse_tau
 from .dtc import Norm as DtcNorm
-from .errors import ConfigError, one_line, quote, read_text_file, show_path
+from .errors import ConfigError, DataError, one_line, quote, read_text_file, show_path
 from .mechanisms.registry import REGISTRY as MECHANISMS
 from .mechanisms.registry import settings as mechanism_settings
 from .models import Norm as LayerNorm
 from .registry import Registry
-
-# The data set names a trial accepts: the keys of `raymia.data.DATASETS`.
-DATASET_NAMES = tuple(DATASETS)
 
 
 class _Strict(BaseModel):
@@ -193,7 +190,10 @@ class DtcSettings(_Strict):
 class TrialConfig(_Strict):
     """One trial: data, training settings, mechanisms, and what to measure."""
 
-    dataset: Literal[DATASET_NAMES] = "digits"  # type: ignore[valid-type]
+    dataset: str = Field(
+        "digits",
+        description="a built-in data set's name, or the path of an image folder or an .npz",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     data_root: str | None = None
     download: bool = False
@@ -237,9 +237,19 @@ class TrialConfig(_Strict):
                 raise ValueError(problem)
         return self
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        # a built-in name, or a file data set whose data reads (one line otherwise)
+        try:
+            dataset_info(value)
+        except DataError as err:
+            raise ValueError(str(err)) from None
+        return value
+
     def member_count(self) -> int:
         """Return the number of members the trial trains on (the data set's default if unset)."""
-        return self.members or DATASETS[self.dataset].members
+        return self.members or dataset_info(self.dataset).members
 
     def flat(self) -> dict[str, Any]:
         """Return the config as one flat dict: the top-level settings, the columns mechanisms

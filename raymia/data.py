@@ -48,6 +48,10 @@ class DatasetInfo:
     # Generated images (`synthetic-cifar10`): good for cost and throughput, never for
     # conclusions about leakage.
     synthetic: bool = False
+    # A data set from files (raymia.file_data): its resolved path and, once its images are
+    # loaded, the SHA-256 of its content (the row's `dataset_sha256`).
+    path: str | None = None
+    sha256: str | None = None
 
 
 # Sizes: members / non_members / held_out / reference. The reference split must hold a shadow's
@@ -295,17 +299,44 @@ def _load_torchvision(name: str, data_root: str | None, download: bool) -> Pool:
     return Pool(DATASETS[name], train_x, torch.from_numpy(ty), test_x, torch.from_numpy(vy))
 
 
+def _unknown(name: str) -> DataError:
+    return DataError(
+        f"dataset = {quote(name, 40)}: expected one of: {', '.join(DATASETS)}, or the path of an "
+        "image folder or an .npz"
+    )
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Return what data set `name` is: a built-in's entry of `DATASETS`, or a file data set's
+    info read from its data (`raymia.file_data.file_info`). Raises DataError (one line) for
+    an unknown name or a bad file."""
+    from .file_data import file_info, is_file_dataset
+
+    if name in DATASETS:
+        return DATASETS[name]
+    if is_file_dataset(name):
+        return file_info(name)
+    raise _unknown(name)
+
+
 def load_pool(name: str, data_root: str | None = None, download: bool = False) -> Pool:
-    """Return the whole data set `name`; only torchvision sets need `data_root`.
+    """Return the whole data set `name`: a built-in (only torchvision sets need `data_root`)
+    or the path of an image folder or .npz (`raymia.file_data`).
 
     Nothing is fetched unless `download` is true. Raises DataError with one clear line when the
-    data set is unknown or absent.
+    data set is unknown, absent or malformed.
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; expected one of: {', '.join(DATASETS)}")
+    from .file_data import is_file_dataset, load_file_pool, remember
+
     if name in _BUNDLED:
         return _BUNDLED[name]()
-    return _load_torchvision(name, data_root, download)
+    if name in DATASETS:
+        return _load_torchvision(name, data_root, download)
+    if is_file_dataset(name):
+        pool = load_file_pool(name)
+        remember(name, pool.info)  # this process reads nothing more from the file
+        return pool
+    raise _unknown(name)
 
 
 # The data sets that come with the installed packages: no --data-root, no network.

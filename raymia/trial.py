@@ -20,6 +20,7 @@ from .canaries import Canaries, draw_canaries
 from .config import TrialConfig, parse_trial_config
 from .costs import component
 from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
+from .file_data import remember
 from .measure import measure_privacy
 from .metrics import clopper_pearson
 from .privacy_audit import OBJECTIVE_COLUMNS
@@ -135,6 +136,9 @@ def run_trial(
     are not among the per-sample `scores`. Raises TrainingDiverged when the loss becomes
     non-finite, DataError when the splits (or the canaries) do not fit the protocol.
     """
+    if isinstance(data, Pool | Splits) and data.info.path is not None and isinstance(config, dict):
+        # a file data set loaded already (a sweep's shared pool): read nothing from the file
+        remember(str(config.get("dataset")), data.info)
     if not isinstance(config, TrialConfig):
         config = parse_trial_config(config)
     if threads:
@@ -159,6 +163,8 @@ def run_trial(
         "status": "ok",
         "error": None,
         **config.flat(),
+        # a data set from files: the SHA-256 of its content (None for a built-in)
+        "dataset_sha256": splits.info.sha256,
         "device": device.type,
         "members_trained": len(trained_on),
     }

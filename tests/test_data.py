@@ -86,7 +86,7 @@ def test_too_small_reference_split_is_refused_naming_the_sizes():
 
 
 def test_unknown_data_set():
-    with pytest.raises(DataError, match="unknown data set 'mnist'"):
+    with pytest.raises(DataError, match="dataset = 'mnist': expected one of: digits"):
         load_pool("mnist")
 
 

@@ -144,9 +144,9 @@ class Mechanism:
         settings), or None when it can: by default the image-size bound, when declared."""
         if cls.image_size_divisor is None:
             return None
-        from ..data import DATASETS
+        from ..data import dataset_info
 
-        side = DATASETS[config.dataset].image_size
+        side = dataset_info(config.dataset).image_size
         divisor, why = cls.image_size_divisor
         limit = side // divisor
         if strength <= limit:
