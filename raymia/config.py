@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .architectures import arch_problem
 from .attacks.registry import REGISTRY as ATTACKS
 from .canaries import MAX_CANARIES
 from .data import dataset_info
@@ -220,6 +221,13 @@ class TrialConfig(_Strict):
     # samples of a batch, which per-sample clipping cannot allow), so DP-versus-rest compares
     # mechanisms, not normalization layers.
     norm: LayerNorm = Field("group", description="normalization layers: batch | group | none")
+    arch: str = Field(
+        "auto",
+        description=(
+            "the network: auto (the built-in one for the data), small-cnn, vgg-style, a "
+            "torchvision classifier (resnet18, ...) or package.module:factory"
+        ),
+    )
     mechanisms: MechanismsSection = Field(
         default_factory=dict, description="mechanism strengths (raymia.mechanisms)"
     )
@@ -227,6 +235,14 @@ class TrialConfig(_Strict):
         default_factory=dict, description="attack options (raymia.attacks)"
     )
     dtc: DtcSettings = DtcSettings()
+
+    @model_validator(mode="after")
+    def _check_the_network_fits_the_data(self) -> TrialConfig:
+        info = dataset_info(self.dataset)
+        shape = (info.channels, info.image_size, info.num_classes)
+        if problem := arch_problem(self.arch, *shape, self.norm):
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _check_mechanisms_fit_the_trial(self) -> TrialConfig:

@@ -13,13 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import deadline
+from .architectures import BUILT_IN, build_network
 from .batches import ShuffledBatches
 from .config import ConfigError, TrialConfig, mechanisms_model
 from .data import DatasetInfo, Split
 from .ensemble import StackedModels
 from .mechanisms import REGISTRY as MECHANISMS
 from .mechanisms import Batch, Mechanism, TrainContext, build_mechanisms
-from .models import build_model, init_parameters, use_generator, weighted_parameters
+from .models import init_parameters, use_generator, weighted_parameters
 from .outputs import chunked
 
 
@@ -119,7 +120,7 @@ def _architecture(info: DatasetInfo, mechanisms: list[Mechanism]) -> nn.Module:
     options: dict = {}
     for m in mechanisms:
         options.update(m.model_options())
-    model = build_model(info, **options)
+    model = build_network(info, **options)
     for m in mechanisms:
         model = m.fix_model(model)
     return model
@@ -161,6 +162,8 @@ def ensemble_blocker(config: TrialConfig) -> str | None:
         return f"mechanisms {', '.join(blocked)} do not support the ensemble"
     if config.norm == "batch":
         return "norm = 'batch' mixes a batch's samples (and keeps running statistics)"
+    if config.arch not in ("auto", *BUILT_IN):
+        return f"arch = {config.arch!r}: only the built-in networks are shown to batch as one"
     return None
 
 

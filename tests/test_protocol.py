@@ -108,7 +108,7 @@ def test_inference_model_sees_clean_members_and_held_out_rows(monkeypatch):
     members = splits.members.take(slice(0, 64))
     forwards: list[tuple[torch.Tensor, torch.Tensor]] = []
     judged: list[tuple[torch.Tensor, torch.Tensor]] = []
-    real_build = raymia.train.build_model
+    real_build = raymia.train.build_network
 
     def build_recorded(*args, **kwargs):
         model = real_build(*args, **kwargs)
@@ -123,7 +123,7 @@ def test_inference_model_sees_clean_members_and_held_out_rows(monkeypatch):
         judged.append((logits.detach(), labels_one_hot.detach()))
         return real_judge(self, logits, labels_one_hot)
 
-    monkeypatch.setattr(raymia.train, "build_model", build_recorded)
+    monkeypatch.setattr(raymia.train, "build_network", build_recorded)
     monkeypatch.setattr(InferenceModel, "forward", judge_recorded)
     config = parse_trial_config(
         {
@@ -178,7 +178,7 @@ def test_privacy_term_trains_the_classifier_through_the_clean_member_pass():
         {"norm": "batch", "mechanisms": {"adv_reg": 1.0, "input_noise": 0.5}}
     )
     context = cpu_context(config, splits)
-    model = raymia.train.build_model(splits.info, norm="batch").train()
+    model = raymia.train.build_network(splits.info, norm="batch").train()
     context.model = model
     mech = REGISTRY["adv_reg"](1.0, context)
     mech.prepare()

@@ -50,11 +50,12 @@ class WeightDecay(Mechanism):
 
 
 class Normalization(Mechanism):
-    """Not a regularizer: feeds the trial's `norm` setting (batch | group | none) to
-    `build_model`. `build_mechanisms` adds it to every trial, teachers included."""
+    """Not a regularizer: feeds the trial's `arch` and `norm` (batch | group | none) settings
+    to `raymia.architectures.build_network`. `build_mechanisms` adds it to every trial,
+    teachers included."""
 
     name = "norm"
     hooks = frozenset({"model"})
 
     def model_options(self) -> dict[str, Any]:
-        return {"norm": self.context.config.norm}
+        return {"arch": self.context.config.arch, "norm": self.context.config.norm}

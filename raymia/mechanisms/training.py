@@ -272,6 +272,14 @@ class DPSGD(Mechanism):
                 "BatchNorm mixes a batch's samples, so per-sample gradients are not clipped; "
                 "use norm group or none"
             )
+        from ..architectures import batch_norm_left
+
+        if batch_norm_left(config):
+            return (
+                f"arch = {config.arch!r} holds BatchNorm layers whatever its norm, which "
+                f"mechanisms.dp_noise = {strength} cannot clip per sample: build it with "
+                "GroupNorm or none (the factory receives norm)"
+            )
         delta, members = config.mechanisms.dp_delta, config.member_count()
         if delta >= 1.0 / members:
             return (
