@@ -43,6 +43,39 @@ def _add_trial_parser(subparsers: Any) -> None:
         help="train one model under a set of mechanisms and measure it",
         description="Train one model and print its accuracy, privacy and cost.",
     )
+    _add_trial_settings(p)
+    p.add_argument(
+        "--save-model",
+        metavar="DIR",
+        help="also write the trained target (weights, config, member rows) to DIR, for "
+        "`raymia audit DIR`",
+    )
+    p.set_defaults(handler=_cmd_trial)
+
+
+def _add_audit_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "audit",
+        help="measure a saved model again, or a model trained elsewhere",
+        description="Measure a trained model's privacy as a trial does: `raymia audit DIR` "
+        "for a model `raymia trial --save-model DIR` kept; `raymia audit --weights FILE "
+        "--members FILE` with the data set, arch and recipe stated as for a trial, for one "
+        "trained elsewhere (its reference models then follow the stated recipe: a claim).",
+    )
+    p.add_argument("dir", nargs="?", metavar="DIR", help="a directory --save-model wrote")
+    p.add_argument("--weights", metavar="FILE", help="a state dict of the model (torch.save)")
+    p.add_argument(
+        "--members",
+        metavar="FILE",
+        help="the images it trained on: indices into the data set's training pool (an .npz's "
+        "x) or a folder's image paths, as a JSON list or one per line",
+    )
+    _add_trial_settings(p)
+    p.set_defaults(handler=_cmd_audit)
+
+
+def _add_trial_settings(p: argparse.ArgumentParser) -> None:
+    """Add the flags that state a trial's settings (--config, --dataset, --set, ...)."""
     p.add_argument("--config", metavar="FILE", help="YAML file with trial settings")
     # Written out so that --help imports no torch; a test checks it names raymia.data.DATASETS.
     p.add_argument(
@@ -63,7 +96,6 @@ def _add_trial_parser(subparsers: Any) -> None:
     )
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=_cmd_trial)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_trial_parser(sub)
     add_sweep_parser(sub)
+    _add_audit_parser(sub)
     return parser
 
 
@@ -113,20 +146,56 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     config = trial_config_from_args(args)
     resolve_device(config.device)  # a device that is not there fails here, before any work
     try:
-        row = run_trial(config, threads=args.threads)
+        row = run_trial(config, threads=args.threads, save_model=args.save_model)
     except TrainingDiverged as err:
         print(f"raymia: trial diverged: {err}", file=sys.stderr)
         return 1
+    return _print_row(row, args.json)
+
+
+def _print_row(row: dict[str, Any], as_json: bool) -> int:
+    """Print a trial's or an audit's row (JSON, or the short report); return exit code 0."""
+    from .labels import active_mechanisms
+
     row.pop("scores", None)
-    if args.json:
+    if as_json:
         print(json.dumps({k: _json_safe(v) for k, v in row.items()}))
         return 0
-    print(format_row(row, config.mechanisms.active()))
+    print(format_row(row, active_mechanisms(row)))
     return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import torch
+
+    from .audit import CONFIG_FILE, audit_external, audit_saved
+
+    external = args.weights is not None or args.members is not None
+    if args.dir is not None and external:
+        raise UsageError("raymia audit: give DIR, or --weights and --members, not both")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.dir is not None:
+        stated = args.config or args.dataset or args.set or args.seed is not None
+        if stated:
+            raise UsageError(
+                f"raymia audit DIR: the settings come from DIR/{CONFIG_FILE}; --config, "
+                "--dataset, --seed and --set are for --weights"
+            )
+        return _print_row(audit_saved(args.dir), args.json)
+    if args.weights is None or args.members is None:
+        raise UsageError("raymia audit: give DIR, or both --weights FILE and --members FILE")
+    config = trial_config_from_args(args)
+    return _print_row(audit_external(args.weights, args.members, config), args.json)
 
 
 def _num(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _epochs(row: dict[str, Any]) -> str:
+    """Return the epochs run, or n/a for a model audited rather than trained here."""
+    return "n/a" if row.get("epochs_run") is None else str(row["epochs_run"])
 
 
 def _dp_detail(row: dict[str, Any]) -> str:
@@ -149,7 +218,7 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
         f"dataset {row['dataset']}, seed {row['seed']}, mechanisms: {active or 'none'}",
         *([_SYNTHETIC_NOTE] if synthetic else []),
         f"test_acc {_num(row['test_acc'])}   train_acc {_num(row['train_acc'])}   "
-        f"dp_epsilon {_num(row['dp_epsilon'], 2)}{_dp_detail(row)}   epochs {row['epochs_run']}",
+        f"dp_epsilon {_num(row['dp_epsilon'], 2)}{_dp_detail(row)}   epochs {_epochs(row)}",
         "",
         f"{'attack':<18}{'adv':>7}  {'95% CI':<15}{'AUC':>7}{'null q95':>10}{'p':>8}"
         f"{'calibrated':>12}",
@@ -173,10 +242,14 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
             f", censored {_num(row['dtc_censored'])}"
         )
     reference = row.get("reference_seconds")
+    trained = row.get("train_seconds")
     lines.append(
-        f"train {row['train_seconds']:.1f} s, measure {row['measure_seconds']:.1f} s"
+        (f"train {trained:.1f} s, " if trained is not None else "")
+        + f"measure {row['measure_seconds']:.1f} s"
         + (f" (of it reference models {reference:.1f} s)" if reference else "")
     )
+    if row.get("audit"):
+        lines.append(f"audit ({row['audit']}): reference models follow {row['reference_recipe']}")
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "file_info",
     "is_file_dataset",
     "load_file_pool",
+    "pool_rows",
     "remember",
 ]
 
@@ -372,6 +373,54 @@ def _test_count(images: int) -> int:
     return max(1, round(TEST_FRACTION * images))
 
 
+def _pool_order(images: int, has_test: bool) -> np.ndarray:
+    """Return, for each row of the training pool, its position in the file (x's index, or the
+    image's place in the folder's sorted listing)."""
+    if has_test:
+        return np.arange(images)
+    from .data import _FIXED_TEST_SEED
+
+    return np.random.default_rng(_FIXED_TEST_SEED).permutation(images)[_test_count(images) :]
+
+
+def pool_rows(name: str, identifiers: list[int | str]) -> np.ndarray:
+    """Return the training-pool rows of the images a user names: indices into the file's
+    ``x`` (or the folder's images in sorted order), or a folder's image paths relative to
+    its training folder. Raises DataError (one line) for an unknown name, an index out of
+    range, or an image in the test split raymia cut (a fifth of the file, without a test
+    split of its own)."""
+    path = _resolve(name)
+    description = _describe(_signature(path))
+    images = len(description.y)
+    if any(isinstance(i, str) for i in identifiers):
+        if path.is_file():
+            raise DataError(f"{_show(path)}: an .npz's members are indices into x, not names")
+        files, _ = _folder_files(path)
+        root = path / TRAIN_DIR if (path / TRAIN_DIR).is_dir() else path
+        place = {str(Path(f).relative_to(root)): k for k, (f, _) in enumerate(files)}
+        unknown = [i for i in identifiers if isinstance(i, str) and i not in place]
+        if unknown:
+            raise DataError(f"{_show(root)}: no image {unknown[0]!r} among its {images} images")
+        identifiers = [place[i] if isinstance(i, str) else i for i in identifiers]
+    positions = np.asarray(identifiers, dtype=np.int64)
+    bad = positions[(positions < 0) | (positions >= images)]
+    if len(bad):
+        raise DataError(
+            f"{_show(path)}: member {int(bad[0])} is not an image index 0..{images - 1}"
+        )
+    order = _pool_order(images, description.y_test is not None)
+    row_of = np.full(images, -1)
+    row_of[order] = np.arange(len(order))
+    rows = row_of[positions]
+    if (rows < 0).any():
+        first = int(positions[rows < 0][0])
+        raise DataError(
+            f"{_show(path)}: member {first} lies in the test split raymia cut from the file (a "
+            "fifth of it, as there is no x_test / test folder): give the file a test split"
+        )
+    return rows
+
+
 def _split_test(x: np.ndarray, y: np.ndarray, xt, yt) -> tuple[np.ndarray, ...]:
     """Return (train x, train y, test x, test y): the file's own test split, or a fixed fifth
     of the images drawn once and for all."""
@@ -380,7 +429,7 @@ def _split_test(x: np.ndarray, y: np.ndarray, xt, yt) -> tuple[np.ndarray, ...]:
     from .data import _FIXED_TEST_SEED
 
     order = np.random.default_rng(_FIXED_TEST_SEED).permutation(len(y))
-    test, train = order[: _test_count(len(y))], order[_test_count(len(y)) :]
+    test, train = order[: _test_count(len(y))], _pool_order(len(y), has_test=False)
     return x[train], y[train], x[test], y[test]
 
 

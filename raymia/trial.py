@@ -19,12 +19,12 @@ from .canaries import OBJECTIVES as CANARY_OBJECTIVES
 from .canaries import Canaries, draw_canaries
 from .config import TrialConfig, parse_trial_config
 from .costs import component
-from .data import Pool, Splits, check_reference_size, concat_splits, load_splits, split_pool
+from .data import Pool, Split, Splits, check_reference_size, concat_splits, load_splits, split_pool
 from .file_data import remember
 from .measure import measure_privacy
 from .metrics import clopper_pearson
 from .privacy_audit import OBJECTIVE_COLUMNS
-from .train import accuracy, resolve_device, train_model
+from .train import TrainResult, accuracy, resolve_device, train_model
 
 # The row's own columns an objective may name, beside each attack's `Attack.columns()`.
 _OBJECTIVES = ("test_acc", "train_acc", "adv", "adv_excess", "dtc_adv", "dtc_auc", "dtc_adv_excess")
@@ -116,6 +116,7 @@ def run_trial(
     data: Splits | Pool | None = None,
     *,
     threads: int | None = None,
+    save_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one model under `config` and return its result row.
 
@@ -135,6 +136,8 @@ def run_trial(
     report the leakage on the canaries (:mod:`raymia.canaries`; None when off); canary scores
     are not among the per-sample `scores`. Raises TrainingDiverged when the loss becomes
     non-finite, DataError when the splits (or the canaries) do not fit the protocol.
+    With `save_model` a directory, the trained target's weights, config and member rows are
+    written there (`raymia.audit.save_target`) for `raymia audit` to measure again.
     """
     if isinstance(data, Pool | Splits) and data.info.path is not None and isinstance(config, dict):
         # a file data set loaded already (a sweep's shared pool): read nothing from the file
@@ -149,16 +152,40 @@ def run_trial(
     # there (no copy per batch; on the CPU nothing moves).
     splits = splits.to(device)
     canaries = canaries.to(device) if canaries is not None else None
-    members = splits.members
     # The target trains on every member (and the member canaries); its mechanisms' side data
     # is the owner's held-out set.
-    trained_on = members if canaries is None else concat_splits(members, canaries.members)
+    trained_on = trained_split(splits, canaries)
     with component("target training"):
         trained = train_model(
             config, splits.info, trained_on, held_out=splits.held_out, device=device
         )
+    if save_model is not None:
+        from .audit import save_target
+
+        save_target(save_model, config, trained.model, trained_on)
+    return measure_model(config, splits, canaries, trained.model, device, trained)
+
+
+def trained_split(splits: Splits, canaries: Canaries | None) -> Split:
+    """Return what the target trains on: every member, then the member canaries."""
+    return splits.members if canaries is None else concat_splits(splits.members, canaries.members)
+
+
+def measure_model(
+    config: TrialConfig,
+    splits: Splits,
+    canaries: Canaries | None,
+    model: torch.nn.Module,
+    device: torch.device,
+    trained: TrainResult | None = None,
+) -> dict[str, Any]:
+    """Return the row of a target `model` trained on `splits`' members (and the member
+    canaries) under `config`: accuracy, every privacy column and the per-sample scores, as
+    :func:`run_trial` describes; the training columns (`dp_epsilon`, `epochs_run`,
+    `train_seconds`) come from `trained`, None without it (a model audited, not trained
+    here)."""
     started = time.perf_counter()
-    model = trained.model
+    members = splits.members
     row: dict[str, Any] = {
         "status": "ok",
         "error": None,
@@ -166,7 +193,7 @@ def run_trial(
         # a data set from files: the SHA-256 of its content (None for a built-in)
         "dataset_sha256": splits.info.sha256,
         "device": device.type,
-        "members_trained": len(trained_on),
+        "members_trained": len(trained_split(splits, canaries)),
     }
     with component("accuracy"):
         test = splits.test if canaries is None else canaries.test
@@ -179,9 +206,9 @@ def run_trial(
         )
         row["train_acc"] = accuracy(model, members, device)
     row |= {
-        "dp_epsilon": trained.dp_epsilon,
-        "epochs_run": trained.epochs_run,
-        "train_seconds": trained.seconds,
+        "dp_epsilon": trained.dp_epsilon if trained else None,
+        "epochs_run": trained.epochs_run if trained else None,
+        "train_seconds": trained.seconds if trained else None,
     }
     privacy, scores = measure_privacy(config, splits, model, members, device, canaries=canaries)
     row.update(privacy)
