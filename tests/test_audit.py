@@ -129,3 +129,21 @@ def test_bad_audits_are_one_line_and_exit_2(saved, tmp_path, monkeypatch, capsys
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_members_of_an_image_folder_are_named_by_their_paths(tmp_path):
+    from PIL import Image
+
+    from raymia.file_data import pool_rows
+
+    for split, count in (("train", 12), ("test", 4)):
+        for i in range(count):
+            folder = tmp_path / "images" / split / f"c{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (8, 8), color=i).save(folder / f"{i:02d}.png")
+    root = str(tmp_path / "images")
+    # sorted listing: c0/00, c0/02, ..., c1/01, ...; with a test folder the pool keeps it
+    assert pool_rows(root, ["c0/00.png", "c1/01.png", "c0/02.png"]).tolist() == [0, 6, 1]
+    assert pool_rows(root, [6, "c0/00.png"]).tolist() == [6, 0]
+    with pytest.raises(DataError, match="no image 'c2/99.png' among its 12 images"):
+        pool_rows(root, ["c2/99.png"])
