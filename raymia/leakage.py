@@ -14,7 +14,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DETECTED", "NOT_DETECTABLE", "UNKNOWN", "LEAKAGE_NULLS", "excess", "leakage_verdict"]
+__all__ = [
+    "DETECTED",
+    "LEAKAGE_NULLS",
+    "NOT_DETECTABLE",
+    "UNKNOWN",
+    "excess",
+    "finite_number",
+    "leakage_verdict",
+]
 
 #: Each leakage statistic and the column holding its null's 95th percentile.
 LEAKAGE_NULLS: dict[str, str] = {"adv": "adv_null_q95", "dtc_adv": "dtc_adv_null_q95"}
@@ -24,7 +32,7 @@ NOT_DETECTABLE = "no detectable leakage"
 UNKNOWN = "no null"
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """Return value as a finite float, or None (missing, None, NaN, not a number)."""
     try:
         number = float(value)
@@ -49,10 +57,10 @@ def leakage_verdict(row: Mapping[str, Any]) -> str:
     """
     clears: list[bool | None] = []
     for column, null_column in LEAKAGE_NULLS.items():
-        value = _number(row.get(column))
+        value = finite_number(row.get(column))
         if value is None:
             continue
-        null = _number(row.get(null_column))
+        null = finite_number(row.get(null_column))
         clears.append(None if null is None else value > null)
     if any(c is True for c in clears):
         return DETECTED

@@ -47,7 +47,7 @@ from scipy import stats
 from raymia.analysis.defences import LESS, MORE, SAME, DpCurve, configuration_kind, verdict
 from raymia.errors import AnalysisError
 from raymia.labels import config_key, config_label
-from raymia.leakage import LEAKAGE_NULLS
+from raymia.leakage import LEAKAGE_NULLS, finite_number
 from raymia.pareto import Objective
 from raymia.results import ok_trials
 from raymia.sweep.settings import DEFAULT_BUDGETS, parse_budgets
@@ -87,14 +87,6 @@ def leakage_objective(objectives: Sequence[Objective]) -> Objective | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _null_column(column: str) -> str | None:
     """Return the column holding `column`'s permutation null (its 95th percentile), if any."""
     if column in LEAKAGE_NULLS:
@@ -110,7 +102,7 @@ def row_null(row: Mapping[str, Any], column: str) -> float | None:
     if column.endswith("_excess"):
         return 0.0
     null_column = _null_column(column)
-    return _number(row.get(null_column)) if null_column else None
+    return finite_number(row.get(null_column)) if null_column else None
 
 
 def row_interval(row: Mapping[str, Any], column: str) -> tuple[float, float] | None:
@@ -121,14 +113,14 @@ def row_interval(row: Mapping[str, Any], column: str) -> tuple[float, float] | N
     reached it; for an excess over the null (``adv_excess``) its statistic's interval less the
     null, floored at 0 as the excess is.
     """
-    lo, hi = _number(row.get(f"{column}_lo")), _number(row.get(f"{column}_hi"))
+    lo, hi = finite_number(row.get(f"{column}_lo")), finite_number(row.get(f"{column}_hi"))
     if lo is not None and hi is not None:
         return lo, hi
     if column == "adv":
-        value = _number(row.get("adv"))
+        value = finite_number(row.get("adv"))
         for key in row:
             if key.endswith("_adv") and key not in ("adv", "dtc_adv", "canary_adv"):
-                if value is not None and _number(row.get(key)) == value:
+                if value is not None and finite_number(row.get(key)) == value:
                     return row_interval(row, key)
         return None
     if column.endswith("_excess"):
@@ -173,7 +165,7 @@ def estimate(rows: Sequence[Mapping[str, Any]], column: str) -> Estimate | None:
     interval: the t-interval over the seeds where there are two or more (rows, or one
     replicate row's ``<column>_sd``), else the one row's own (:func:`row_interval`; a point
     where it has none). None where no row measured it."""
-    values = [(_number(r.get(column)), r) for r in rows]
+    values = [(finite_number(r.get(column)), r) for r in rows]
     values = [(v, r) for v, r in values if v is not None]
     if not values:
         return None
@@ -184,7 +176,7 @@ def estimate(rows: Sequence[Mapping[str, Any]], column: str) -> Estimate | None:
     else:
         value, row = values[0]
         n = _seed_count(row)
-        sd = _number(row.get(f"{column}_sd")) if n >= 2 else None
+        sd = finite_number(row.get(f"{column}_sd")) if n >= 2 else None
         if sd is None:
             own = row_interval(row, column)
             lo, hi = own if own is not None else (value, value)
