@@ -10,7 +10,7 @@ sweep:              # this space's sweep settings (a flag wins; unset: SweepSett
   samples: 32       # default 16
   search: optuna    # optuna (default) | grid | random
   sampler: nsga2    # tpe (default) | nsga2 (optuna only)
-  objectives: acc:max,adv_excess:min  # default acc:max,adv:min,dtc_adv:min
+  objectives: acc:max,adv:min,dtc_adv:min  # default acc:max,adv_excess:min
 seeds: [0]          # replicates: every configuration runs once per seed (see below)
 mechanisms:         # per mechanism: off, a fixed strength, or a distribution
   label_smoothing: {uniform: [0.0, 0.3]}

@@ -21,7 +21,15 @@ def quick_trainable(params: dict, pool: object = None, timeout: float | None = N
     from ray import tune
 
     dropout = params["mechanisms"]["dropout"]
-    tune.report({"status": "ok", "test_acc": 0.9 - dropout, "adv": 0.1, "dtc_adv": dropout})
+    tune.report(
+        {
+            "status": "ok",
+            "test_acc": 0.9 - dropout,
+            "adv": 0.1,
+            "adv_excess": 0.01,
+            "dtc_adv": dropout,
+        }
+    )
 
 
 def _complete(out) -> int:

@@ -117,6 +117,7 @@ def meeting_trainable(params, pool=None, timeout=None):
             "together": len(os.listdir(MEETING)) >= 4,
             "test_acc": 0.9,
             "adv": 0.1,
+            "adv_excess": 0.01,
             "dtc_adv": 0.1,
         }
     )

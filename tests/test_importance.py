@@ -57,6 +57,8 @@ def simulated_sweep(seed: int, n: int = 32) -> pd.DataFrame:
         row["test_acc"] = 0.95 - 0.3 * (row["dp_noise"] > 0) + rng.normal(0, 0.01)
         row["adv"] = 0.1 + 0.8 * row["label_smoothing"] + rng.normal(0, 0.01)
         row["dtc_adv"] = 0.3 - 0.05 * (np.log10(wd) + 4 if wd > 0 else 0) + rng.normal(0, 0.01)
+        row["adv_null_q95"] = 0.1  # what chance reaches: the excess is what label smoothing adds
+        row["adv_excess"] = max(0.0, row["adv"] - 0.1)
         rows.append(row)
     return pd.DataFrame(rows)
 

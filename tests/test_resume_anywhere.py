@@ -81,7 +81,9 @@ def stopping_trainable(params, pool=None, timeout=None):
     if number == 2:
         os.kill(DRIVER, signal.SIGTERM)
         time.sleep(30)
-    tune.report({"status": "ok", "test_acc": 0.9, "adv": 0.1, "dtc_adv": 0.1 * number})
+    tune.report(
+        {"status": "ok", "test_acc": 0.9, "adv": 0.1, "adv_excess": 0.01, "dtc_adv": 0.1 * number}
+    )
 
 
 def _snapshot(path: Path) -> dict[str, tuple[int, int]]:

@@ -232,7 +232,15 @@ def test_a_sweep_records_what_ran_and_seeds_are_one_point(tmp_path, monkeypatch)
     monkeypatch.setattr(sweep_run, "trainable", light_trainable)
     out = tmp_path / "sweep"
     with local_ray(2):
-        df = run_sweep(SweepSettings(space=str(space), out=str(out), samples=12, max_concurrent=2))
+        df = run_sweep(
+            SweepSettings(
+                space=str(space),
+                out=str(out),
+                samples=12,
+                max_concurrent=2,
+                objectives="acc:max,adv:min,dtc_adv:min",  # the three the check below reads
+            )
+        )
     assert len(df) == 12 and (df["status"] == "ok").all()
     study = sweep_study(out)
     trials = [t for t in study.trials if t.state.name == "COMPLETE"]

@@ -243,6 +243,7 @@ def nan_trainable(params, pool=None, timeout=None):
             "status": "ok",
             "test_acc": float("nan") if nan else 0.9,
             "adv": 0.1,
+            "adv_excess": 0.01,
             "dtc_adv": 0.05,
             "dropout": params["mechanisms"]["dropout"],
         }

@@ -71,6 +71,7 @@ def test_a_sweep_in_which_no_trial_completed_exits_1_naming_the_first_error(
             "error": ["ImportError: cannot import name 'x'", "boom", "nan loss", "boom"],
             "test_acc": [0.9] * 4,
             "adv": [0.1] * 4,
+            "adv_excess": [0.01] * 4,
             "dtc_adv": [0.1] * 4,
         }
     )

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python analysis/pareto.py DIR [DIR ...] [--objectives acc:max,adv:min,dtc_adv:min]
+    python analysis/pareto.py DIR [DIR ...] [--objectives acc:max,adv_excess:min]
                               [--out OUTDIR]
 
 Prints the Pareto-optimal completed trials (over the objectives) as a Markdown table and
