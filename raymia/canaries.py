@@ -71,6 +71,8 @@ OBJECTIVES = {
     "canary_tpr_at_0p1pct": 2000,
     "canary_auc": 2,
     "canary_adv": 2,
+    # the epsilon bound of one training run from the canaries (raymia.one_run_audit)
+    "eps_lb_one_run": 2,
 }
 
 
@@ -103,10 +105,10 @@ def draw_canaries(test: Split, n: int, num_classes: int, seed: int) -> Canaries 
     """Return `n` canaries drawn by `seed` from the test split, or None when `n` is 0.
 
     The images are n distinct test images; each gets a label drawn uniformly from the
-    num_classes - 1 classes that are not its own; a random half of them (drawn by the same
-    seed) are members. Raises DataError, one line, when fewer than :data:`MIN_TEST_LEFT` test
-    images would be left for test_acc, or ValueError for an odd or negative `n` (the config
-    refuses those first).
+    num_classes - 1 classes that are not its own; each is a member independently with
+    probability 1/2 (drawn by the same seed), so the members number about half. Raises
+    DataError, one line, when fewer than :data:`MIN_TEST_LEFT` test images would be left for
+    test_acc, or ValueError for an odd or negative `n` (the config refuses those first).
     """
     if n == 0:
         return None
@@ -123,7 +125,9 @@ def draw_canaries(test: Split, n: int, num_classes: int, seed: int) -> Canaries 
     rows = rng.choice(len(test), size=n, replace=False)
     shift = torch.from_numpy(rng.integers(1, num_classes, size=n))
     wrong = (test.y[torch.from_numpy(rows)] + shift) % num_classes
-    member = rng.permutation(n) < n // 2
+    # each canary in the training data independently, with probability 1/2: what the one-run
+    # audit's theorem needs (raymia.one_run_audit)
+    member = rng.random(n) < 0.5
     kept = np.setdiff1d(np.arange(len(test)), rows)
 
     def canaries(mask: np.ndarray) -> Split:

@@ -33,6 +33,7 @@ from .data import Split, Splits, concat_splits
 from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
 from .models import fuse_for_inference
+from .one_run_audit import one_run_columns
 from .outputs import device_dtype, rows_per_pass, true_class_margin
 from .privacy_audit import epsilon_columns
 
@@ -129,7 +130,8 @@ def measure_privacy(
     its own null `adv_null_q95` / `adv_p` (the null of the maximum) and `adv_excess` =
     max(0, adv - adv_null_q95); `dtc_*` when DtC is on, with `dtc_adv_null_q95`, `dtc_adv_p`
     and `dtc_adv_excess` likewise; the `canary_*` columns (:mod:`raymia.canaries`) from the
-    attacks' scores on `canaries` (all None without them). Online reference models train on
+    attacks' scores on `canaries` and the one-run epsilon bound `eps_lb_one_run*`
+    (:mod:`raymia.one_run_audit`; all None without them). Online reference models train on
     the canaries like on the other scored samples (each IN for half of the models); the
     canaries are scored apart, never in the evaluation set, and not among the per-sample
     scores. Last, `reference_seconds`: the wall time spent training the shadow, offline and
@@ -190,10 +192,19 @@ def measure_privacy(
     columns.update(best)
     if canaries is None:
         columns.update(canary_columns(None, None))
+        columns.update(one_run_columns(None, None, None, config.mechanisms.dp_delta))
     else:
         with component("canaries"):
             canary_scores = attack(canaries.scored(), _online_part(online, slice(n_scored, None)))
             columns.update(canary_columns(canary_scores, canaries.is_member()))
+            # the one-run bound reads the attack strongest on the evaluation set, which holds
+            # no canary: chosen without looking at the canaries' inclusion bits
+            strongest = max(scores, key=lambda name: per_attack[f"{name}_adv"])
+            columns.update(
+                one_run_columns(
+                    canary_scores, canaries.is_member(), strongest, config.mechanisms.dp_delta
+                )
+            )
 
     per_sample: dict[str, np.ndarray] = {
         "sample_index": evaluation.indices,

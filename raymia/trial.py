@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import platform
 import subprocess
 import time
@@ -15,16 +16,19 @@ import torch
 from . import __version__
 from .attacks import REGISTRY as ATTACKS
 from .attacks.reference import online_model_count, reference_model_count
+from .canaries import MIN_TEST_LEFT, Canaries, draw_canaries
 from .canaries import OBJECTIVES as CANARY_OBJECTIVES
-from .canaries import Canaries, draw_canaries
 from .config import TrialConfig, parse_trial_config
 from .costs import component
 from .data import Pool, Split, Splits, check_reference_size, concat_splits, load_splits, split_pool
 from .file_data import remember
 from .measure import measure_privacy
 from .metrics import clopper_pearson
+from .one_run_audit import canary_note
 from .privacy_audit import OBJECTIVE_COLUMNS
 from .train import TrainResult, accuracy, resolve_device, train_model
+
+logger = logging.getLogger(__name__)
 
 # The row's own columns an objective may name, beside each attack's `Attack.columns()`.
 _OBJECTIVES = ("test_acc", "train_acc", "adv", "adv_excess", "dtc_adv", "dtc_auc", "dtc_adv_excess")
@@ -108,6 +112,10 @@ def prepare_data(
     canaries = draw_canaries(
         splits.test, config.attacks.canaries, splits.info.num_classes, config.seed
     )
+    most = max(0, len(splits.test) - MIN_TEST_LEFT)
+    note = canary_note(config.attacks.canaries, most, config.dataset, config.mechanisms.dp_delta)
+    if note:
+        logger.warning("raymia: note: %s", note)
     return splits, canaries
 
 
