@@ -235,6 +235,13 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
         )
     lines.append(f"{'loss (Yeom)':<18}{_num(row.get('loss_yeom_adv')):>7}")
     lines.append(f"best attack advantage (adv): {_num(row.get('adv'))}")
+    if row.get("eps_lb_one_run") is not None:
+        lines.append(
+            f"one-run epsilon bound: {_num(row['eps_lb_one_run'], 2)} (ceiling at "
+            f"{row['canary_members'] + row['canary_non_members']} canaries "
+            f"{_num(row['eps_lb_one_run_max'], 2)}; {row['eps_lb_one_run_correct']} of "
+            f"{row['eps_lb_one_run_guesses']} guesses right, {row['eps_lb_one_run_attack']})"
+        )
     if "dtc_auc" in row:
         lines.append(
             f"DtC: auc {_num(row['dtc_auc'])}, adv {_num(row['dtc_adv'])}, median member "

@@ -243,3 +243,28 @@ def _reproduce(path: Path, rows: list[dict], capsys) -> str:
     code, _, err = run(reproduction, [path, "--out", path / "R.md"], capsys)
     assert code == 0, err
     return (path / "R.md").read_text()
+
+
+def test_each_defences_one_run_bound_beside_dp_sgds_epsilons_at_equal_accuracy(tmp_path, capsys):
+    """DP-SGD on known lines: dp_epsilon = 20 (acc - 0.7) + 1, its one-run bound half that;
+    at accuracy 0.85 both are read off the lines, never outside 0.70-0.95."""
+    rows = dp_rows()
+    for r in rows:
+        r["dp_epsilon"] = 20 * (r["test_acc"] - 0.7) + 1
+        r["eps_lb_one_run"], r["eps_lb_one_run_max"] = r["dp_epsilon"] / 2, 3.6
+    inside = row("inside", 0.85, 360, weight_decay=0.01) | {
+        "eps_lb_one_run": 3.1,
+        "eps_lb_one_run_max": 3.6,
+    }
+    outside = row("outside", 0.98, 990, augment=1) | {"eps_lb_one_run": 3.6}
+    configs = defences.canary_configurations(load_results_of(tmp_path, [*rows, inside, outside]))
+    _, compared = defences.compare_with_dp(configs)
+    by = {r["config"].split("=")[0]: r for _, r in compared.iterrows()}
+    assert by["weight_decay"]["dp_dp_epsilon"] == pytest.approx(4.0)
+    assert by["weight_decay"]["dp_eps_one_run"] == pytest.approx(2.0)
+    assert by["weight_decay"]["eps_one_run"] == pytest.approx(3.1)
+    assert np.isnan(by["augment"]["dp_dp_epsilon"]) and np.isnan(by["augment"]["dp_eps_one_run"])
+    code, out, _ = run(defences, [tmp_path, "--out", tmp_path / "D.md"], capsys)
+    line = next(li for li in out.splitlines() if li.startswith("| weight_decay=0.01 "))
+    assert line.endswith("| 3.10 (3.60) | 4.000 | 2.000 |")
+    assert "one-run ε (ceiling)" in out and code == 0

@@ -138,6 +138,7 @@ def canary_configurations(df: pd.DataFrame, fpr: str = "1pct") -> pd.DataFrame:
             k += int(round(float(trial[column]) * audited))
         lo, hi = clopper_pearson(k, n)
         epsilon = pd.to_numeric(sel["dp_epsilon"], errors="coerce") if "dp_epsilon" in sel else None
+        one_run = _mean(sel, "eps_lb_one_run")
         rows.append(
             {
                 **dict(zip(settings, values, strict=True)),
@@ -146,6 +147,8 @@ def canary_configurations(df: pd.DataFrame, fpr: str = "1pct") -> pd.DataFrame:
                 "trials": len(sel),
                 "test_acc": float(pd.to_numeric(sel["test_acc"]).mean()),
                 "dp_epsilon": float(epsilon.mean()) if epsilon is not None else np.nan,
+                "eps_one_run": one_run,
+                "eps_one_run_max": _mean(sel, "eps_lb_one_run_max"),
                 "k": k,
                 "n": n,
                 "tpr": k / n,
@@ -154,6 +157,14 @@ def canary_configurations(df: pd.DataFrame, fpr: str = "1pct") -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).sort_values([*settings, "kind", "test_acc"], ignore_index=True)
+
+
+def _mean(rows: pd.DataFrame, column: str) -> float:
+    """Return the mean of a numeric column over `rows` (NaN where absent or all null)."""
+    if column not in rows:
+        return np.nan
+    values = pd.to_numeric(rows[column], errors="coerce").dropna()
+    return float(values.mean()) if len(values) else np.nan
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,23 @@ class DpCurve:
         )
 
 
+def _dp_at(dp: pd.DataFrame, row: pd.Series, settings: list[str], column: str) -> float:
+    """Return DP-SGD's `column` at `row`'s accuracy: the non-decreasing fit through the
+    DP-SGD configurations under the same settings, interpolated, never extrapolated (NaN)."""
+    same = np.ones(len(dp), dtype=bool)
+    for s in settings:
+        same &= (dp[s] == row[s]).to_numpy()
+    points = dp[same & np.isfinite(dp[column].to_numpy(float))]
+    if points.empty:
+        return np.nan
+    values = points[column].to_numpy(float)
+    curve = DpCurve(
+        points["test_acc"].to_numpy(float), values, values, values, points["n"].to_numpy(float)
+    )
+    at = curve.at(float(row["test_acc"]))
+    return np.nan if at is None else at[0]
+
+
 def verdict(lo: float, hi: float, band: tuple[float, float, float] | None) -> str:
     """Return the verdict of a defence whose TPR interval is [lo, hi] against DP-SGD's value
     and band (tpr, lo, hi) at the same accuracy (None: outside DP-SGD's range): `MORE` when
@@ -243,6 +271,8 @@ def compare_with_dp(configs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             same &= (dp[s] == row[s]).to_numpy()
         points = dp[same]
         bands.append(None if points.empty else DpCurve.from_points(points).at(row["test_acc"]))
+    for column in ("dp_epsilon", "eps_one_run"):  # DP-SGD's at the same accuracy, alike
+        others[f"dp_{column}"] = [_dp_at(dp, row, settings, column) for _, row in others.iterrows()]
     others["dp_tpr"] = [np.nan if b is None else b[0] for b in bands]
     others["dp_lo"] = [np.nan if b is None else b[1] for b in bands]
     others["dp_hi"] = [np.nan if b is None else b[2] for b in bands]
@@ -262,6 +292,17 @@ def _interval(value: float, lo: float, hi: float) -> str:
     if not np.isfinite(value):
         return "None"
     return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def _optional(value: float) -> str:
+    return fmt(value) if np.isfinite(value) else "None"
+
+
+def _one_run(eps: float, ceiling: float) -> str:
+    """Return the one-run epsilon bound with its ceiling, or "-" where it was not measured."""
+    if not np.isfinite(eps):
+        return "-"
+    return f"{fmt(eps, 2)} ({fmt(ceiling, 2)})"
 
 
 def _ratio(row: pd.Series) -> str:
@@ -347,7 +388,10 @@ def defences_markdown(df: pd.DataFrame, fpr: str = "1pct") -> str:
         "accuracy: the non-decreasing fit through DP-SGD's points, interpolated linearly, with "
         "the band fitted through their intervals. Verdict: leaks more (less) than DP-SGD when "
         "the interval lies wholly above (below) DP-SGD's band; no clear difference when they "
-        "overlap."
+        "overlap. One-run ε: the epsilon lower bound of the trial's own canaries (Steinke, "
+        "Nasr & Jagielski 2023; mean over seeds), with the most its canaries can show; beside "
+        "it DP-SGD's accountant epsilon (`dp_epsilon`) and one-run bound at the same accuracy, "
+        "fitted and interpolated as the TPR is (None outside DP-SGD's accuracies)."
     )
     body = [
         [
@@ -360,11 +404,15 @@ def defences_markdown(df: pd.DataFrame, fpr: str = "1pct") -> str:
             _ratio(r),
             fmt(r["difference"]) if np.isfinite(r["difference"]) else "None",
             r["verdict"] if r["verdict"] != OUTSIDE else _outside_note(r, dp, settings),
+            _one_run(r["eps_one_run"], r["eps_one_run_max"]),
+            _optional(r["dp_dp_epsilon"]),
+            _optional(r["dp_eps_one_run"]),
         ]
         for _, r in others.iterrows()
     ]
     header = [*settings, "configuration", "trials", "test_acc", f"canary TPR at {rate} FPR"]
     header += ["DP-SGD at this accuracy", "ratio", "difference", "verdict"]
+    header += ["one-run ε (ceiling)", "DP-SGD's dp_epsilon here", "DP-SGD's one-run ε here"]
     dp_body = [
         [
             *[str(r[s]) for s in settings],
@@ -373,11 +421,12 @@ def defences_markdown(df: pd.DataFrame, fpr: str = "1pct") -> str:
             fmt(r["test_acc"]),
             fmt(r["dp_epsilon"]),
             _interval(r["tpr"], r["lo"], r["hi"]),
+            _one_run(r["eps_one_run"], r["eps_one_run_max"]),
         ]
         for _, r in dp.iterrows()
     ]
     dp_header = [*settings, "DP-SGD", "trials", "test_acc", "dp_epsilon"]
-    dp_header.append(f"canary TPR at {rate} FPR")
+    dp_header += [f"canary TPR at {rate} FPR", "one-run ε (ceiling)"]
     return "\n\n".join(
         [
             text,
