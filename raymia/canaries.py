@@ -65,10 +65,12 @@ COLUMNS = (
 )
 
 #: The canary columns a sweep may optimize, each with the fewest canaries (`attacks.canaries`)
-#: that measure it: a TPR at 1% (0.1%) FPR needs 100 (1,000) non-member canaries, half of them.
+#: that measure it: a TPR at 1% (0.1%) FPR needs 100 (1,000) non-member canaries, and each
+#: canary is a non-member with probability 1/2, so 260 (2,200) leave fewer in about 1 draw in
+#: 10,000 (3.8 and 4.2 standard deviations).
 OBJECTIVES = {
-    "canary_tpr_at_1pct": 200,
-    "canary_tpr_at_0p1pct": 2000,
+    "canary_tpr_at_1pct": 260,
+    "canary_tpr_at_0p1pct": 2200,
     "canary_auc": 2,
     "canary_adv": 2,
     # the epsilon bound of one training run from the canaries (raymia.one_run_audit)

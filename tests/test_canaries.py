@@ -176,12 +176,12 @@ def test_a_memorizing_target_leaks_its_canaries_and_dp_sgd_hides_them():
 @pytest.mark.parametrize(
     ("canaries", "objective", "expected"),
     [
-        (0, "canary_tpr_at_1pct:min", "canary_tpr_at_1pct needs trial.attacks.canaries >= 200"),
+        (0, "canary_tpr_at_1pct:min", "canary_tpr_at_1pct needs trial.attacks.canaries >= 260"),
         (100, "canary_tpr_at_1pct:min", "space.yaml sets 100"),
         (
             200,
             "canary_tpr_at_0p1pct:min",
-            "canary_tpr_at_0p1pct needs trial.attacks.canaries >= 2000",
+            "canary_tpr_at_0p1pct needs trial.attacks.canaries >= 2200",
         ),
         (0, "canary_auc:min", "canary_auc needs trial.attacks.canaries >= 2"),
     ],
@@ -212,7 +212,7 @@ def test_a_sweep_searches_against_the_canary_tpr(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(
         "trial: {epochs: 2, members: 150, non_members: 150, reference: 300, dtc: {enabled: false},"
-        " attacks: {canaries: 200, shadow_calibration: false, rmia_offline: 0, n_bootstrap: 0,"
+        " attacks: {canaries: 260, shadow_calibration: false, rmia_offline: 0, n_bootstrap: 0,"
         " n_permutations: 0, merlin_neighbours: 5}}\n"
         "mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
     )
