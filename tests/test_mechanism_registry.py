@@ -98,6 +98,32 @@ def test_a_name_is_registered_once_and_a_level_must_be_known(name, level, messag
     assert REGISTRY.get(name) is not bad
 
 
+@pytest.mark.parametrize(
+    ("hooks", "methods", "message"),
+    [
+        (frozenset({"batches"}), {}, r"unknown hook\(s\) \['batches'\]"),
+        ("batch", {}, "hooks must be a set of hook names"),
+        # a misspelt or missing hook: the method would never run
+        (frozenset({"loss"}), {"transform": lambda self, batch: batch}, "overrides transform"),
+        (frozenset(), {"after_epoch": lambda self, model: False}, "stopping"),
+    ],
+)
+def test_register_refuses_hooks_the_loop_would_never_run(hooks, methods, message):
+    declarations = {"name": "toy_hooks", "level": "input", "hooks": hooks, **methods}
+    bad = type("Bad", (Mechanism,), {**declarations, "setting": Setting(float, "bad", le=1.0)})
+    with pytest.raises(ValueError, match=message):
+        register(bad)
+    assert REGISTRY.get("toy_hooks") is None
+
+
+def test_every_registered_mechanism_declares_the_hooks_of_its_methods():
+    from raymia.mechanisms.base import HOOKS, hook_problem
+
+    for name, cls in REGISTRY.items():
+        assert hook_problem(cls) is None, name
+        assert cls.hooks <= set(HOOKS)
+
+
 class ToyShift(Mechanism):
     """A toy input mechanism for the tests: shifts every input by `strength`."""
 

@@ -11,7 +11,8 @@ Declarations (class attributes; the registry, `raymia.mechanisms.registry`, read
 - ``row_columns``: result columns the mechanism adds beside its strength (``dp_accountant``);
 - classmethods ``strength_problem`` and ``trial_problem``: checks beyond the range.
 
-Hooks (the loop in `raymia.train` knows these, never the mechanisms themselves):
+Hooks (:data:`HOOKS`; the loop in `raymia.train` knows these, never the mechanisms
+themselves; `register` refuses an unknown hook and a hook method without its hook):
 - ``batch`` / ``targets``: `transform(batch)` rewrites inputs and/or soft targets, applied in
   ascending `order` (input transforms, then target transforms, then batch mixing);
 - ``loss``: `loss_term(logits, batch)` adds a term to the training loss;
@@ -41,6 +42,40 @@ from ..registry import Setting
 if TYPE_CHECKING:
     from ..config import TrialConfig
     from ..data import DatasetInfo, Split
+
+
+#: The training loop's hooks (`raymia.train` calls them, never a mechanism by name), each with
+#: the `Mechanism` methods a mechanism using it overrides. A mechanism declares the hooks it
+#: uses in `hooks`; `register` refuses a name not here, and a method overridden without a hook
+#: that calls it (it would never run).
+HOOKS: dict[str, tuple[str, ...]] = {
+    "prepare": ("prepare",),
+    "batch": ("transform",),
+    "targets": ("transform",),
+    "loss": ("loss_term",),
+    "model": ("model_options", "fix_model"),
+    "optimizer": ("optimizer_options",),
+    "wrapper": ("wrap", "epsilon"),
+    "stopping": ("after_epoch", "on_train_end"),
+}
+
+
+def hook_problem(cls: type) -> str | None:
+    """Return why a mechanism class's `hooks` cannot be what the loop runs, or None: a hook
+    name not in :data:`HOOKS`, or a hook method overridden whose hook is not declared."""
+    declared = getattr(cls, "hooks", None)
+    if not isinstance(declared, frozenset | set) or not all(isinstance(h, str) for h in declared):
+        return f"hooks must be a set of hook names ({', '.join(HOOKS)}), got {declared!r}"
+    unknown = sorted(set(declared) - set(HOOKS))
+    if unknown:
+        return f"unknown hook(s) {unknown}; expected some of: {', '.join(HOOKS)}"
+    for method in dict.fromkeys(m for methods in HOOKS.values() for m in methods):
+        if getattr(cls, method) is getattr(Mechanism, method):
+            continue
+        owners = [hook for hook, methods in HOOKS.items() if method in methods]
+        if not set(owners) & set(declared):
+            return f"overrides {method}() but declares no hook that runs it ({' or '.join(owners)})"
+    return None
 
 
 @dataclass(frozen=True)

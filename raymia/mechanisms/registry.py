@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from ..registry import Registry
-from .base import Mechanism, Setting
+from .base import Mechanism, Setting, hook_problem
 
 __all__ = [
     "LEVELS",
@@ -43,6 +43,8 @@ def register(cls: M) -> M:
             raise ValueError(f"mechanism {cls.__name__} declares no {attribute!r}")
     if cls.level not in LEVELS:
         raise ValueError(f"mechanism {cls.name!r}: level {cls.level!r} is not one of {LEVELS}")
+    if problem := hook_problem(cls):
+        raise ValueError(f"mechanism {cls.name!r}: {problem}")
     taken = set(settings())
     for name in (cls.name, *cls.riders):
         if name in taken:
