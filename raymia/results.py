@@ -57,7 +57,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import ResultsError
+from .errors import ResultsError, one_line
 
 __all__ = [
     "LEADING_COLUMNS",
@@ -596,9 +596,8 @@ def _read_table(path: Path) -> pa.Table:
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
-    """Return the message of ``exc`` collapsed to one line of at most ``limit`` characters."""
+    """Return the message of ``exc`` as one line of at most ``limit`` characters
+    (`raymia.errors.one_line`), without the path pyarrow repeats ("Could not open Parquet
+    input source '<path>': ..."), which the message names already."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    # pyarrow repeats the path ("Could not open Parquet input source '<path>': ..."); the
-    # message already names it.
-    text = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(re.sub(r"^Could not open Parquet input source '[^']*': ", "", text), limit)
