@@ -388,6 +388,24 @@ def split_pool(
     return Splits(info, seed, members=m, non_members=n, held_out=h, reference=r, test=test)
 
 
+def class_pairs(
+    member_labels: np.ndarray,
+    non_member_labels: np.ndarray,
+    classes: np.ndarray,
+    counts: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (member rows, non-member rows), sorted: for each class of `classes` in turn,
+    its `counts` members and as many non-members, each side drawn at random by `rng` (a
+    permutation of the class's members, then of its non-members). The one pairing the
+    balanced evaluation set and DtC's subsample both draw."""
+    pick_m, pick_n = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c, k in zip(classes, counts, strict=True):
+        pick_m.append(rng.permutation(np.flatnonzero(member_labels == c))[:k])
+        pick_n.append(rng.permutation(np.flatnonzero(non_member_labels == c))[:k])
+    return np.sort(np.concatenate(pick_m)), np.sort(np.concatenate(pick_n))
+
+
 def check_reference_size(reference: int, members: int, held_out: int) -> int:
     """Return how many calibration non-members a shadow model keeps from `reference` samples.
 

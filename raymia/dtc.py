@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from . import deadline
+from .data import class_pairs
 from .metrics import advantage, advantage_ci, auc, bootstrap_ci, null_advantage
 from .outputs import device_dtype, eval_mode, margin, wide
 
@@ -334,11 +335,7 @@ def balanced_rows(
     avail = np.array([min(np.sum(y_m == c), np.sum(y_n == c)) for c in classes], dtype=np.int64)
     rng = np.random.default_rng([seed, 17])
     take = _largest_remainder(avail, min(max(per_side, 0), int(avail.sum())), rng)
-    pick_m, pick_n = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for c, k in zip(classes, take, strict=True):
-        pick_m.append(rng.permutation(np.flatnonzero(y_m == c))[:k])
-        pick_n.append(rng.permutation(np.flatnonzero(y_n == c))[:k])
-    return np.sort(np.concatenate(pick_m)), np.sort(np.concatenate(pick_n))
+    return class_pairs(y_m, y_n, classes, take, rng)
 
 
 def _largest_remainder(sizes: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:

@@ -29,7 +29,7 @@ from .attacks.registry import ReferenceSet
 from .canaries import Canaries, canary_columns
 from .config import TrialConfig
 from .costs import component
-from .data import Split, Splits, concat_splits
+from .data import Split, Splits, class_pairs, concat_splits
 from .dtc import DtcOptions, DtcResult, balanced_rows, dtc, resolve_tau, summarize_dtc
 from .leakage import excess
 from .models import fuse_for_inference
@@ -56,18 +56,10 @@ def balanced_evaluation(members: Split, non_members: Split, seed: int) -> Evalua
     does not hide), and an attack would then separate the halves by class, not by membership.
     Members come first in the returned arrays.
     """
-    rng = np.random.default_rng([seed, 11])
-    pick_m: list[np.ndarray] = []
-    pick_n: list[np.ndarray] = []
     y_m, y_n = members.labels(), non_members.labels()
-    for label in np.union1d(y_m, y_n):
-        rows_m = np.flatnonzero(y_m == label)
-        rows_n = np.flatnonzero(y_n == label)
-        k = min(len(rows_m), len(rows_n))
-        pick_m.append(rng.permutation(rows_m)[:k])
-        pick_n.append(rng.permutation(rows_n)[:k])
-    rows_m = np.sort(np.concatenate(pick_m))
-    rows_n = np.sort(np.concatenate(pick_n))
+    classes = np.union1d(y_m, y_n)
+    every = np.array([min(np.sum(y_m == c), np.sum(y_n == c)) for c in classes], np.int64)
+    rows_m, rows_n = class_pairs(y_m, y_n, classes, every, np.random.default_rng([seed, 11]))
     n = len(rows_m)
     return Evaluation(
         x=torch.cat([members.x[rows_m], non_members.x[rows_n]]),
