@@ -91,6 +91,10 @@ def _show(path: Path) -> str:
     return quote(str(path), 160)
 
 
+#: The split sizes `default_sizes` returns, in its order (DatasetInfo's field names).
+SPLIT_SIZES = ("members", "non_members", "held_out", "reference")
+
+
 def default_sizes(pool: int) -> tuple[int, int, int, int]:
     """Return (members, non-members, held-out, reference) for a training pool of `pool` images:
     a quarter, a quarter, a twentieth (at least 10) and the rest."""
@@ -458,19 +462,9 @@ def file_info(name: str) -> DatasetInfo:
     if y_test is not None and len(y_test) and (y_test.min() < 0 or y_test.max() >= classes):
         raise DataError(f"{_show(path)}: test labels outside 0..{classes - 1}")
     pool = len(y) if y_test is not None else len(y) - _test_count(len(y))
-    members, non_members, held_out, reference = default_sizes(pool)
-    return DatasetInfo(
-        name=str(path),
-        channels=channels,
-        image_size=side,
-        num_classes=classes,
-        members=members,
-        non_members=non_members,
-        held_out=held_out,
-        reference=reference,
-        flip=False,  # a mirror image need not keep its class (digits, text): never assumed
-        path=str(path),
-    )
+    sizes = dict(zip(SPLIT_SIZES, default_sizes(pool), strict=True))
+    # flip: a mirror image need not keep its class (digits, text), so it is never assumed
+    return DatasetInfo(str(path), channels, side, classes, **sizes, flip=False, path=str(path))
 
 
 def _content_sha256(path: Path) -> str:
