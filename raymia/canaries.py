@@ -150,10 +150,14 @@ def canary_columns(
     canaries; None when the non-member canaries are too few for that FPR). `canary_attack` is
     the attack with the highest TPR at 1% FPR, or, when there are fewer than 100 non-member
     canaries, the highest advantage; ties go to the first in registry order (`scores`' order).
-    The other columns are that attack's.
+    The other columns are that attack's; all None but the counts when the independent draws
+    left every canary on one side (possible with a few canaries).
     """
     if scores is None or is_member is None:
         return dict.fromkeys(COLUMNS)
+    counts = {"canary_members": int(is_member.sum()), "canary_non_members": int((~is_member).sum())}
+    if not all(counts.values()):  # a few canaries, all drawn to one side: nothing to compare
+        return {**dict.fromkeys(COLUMNS), **counts}
     summaries = {
         name: metrics.summarize(values, is_member, prefix="c", n_boot=0, n_permutations=0)
         for name, values in scores.items()
@@ -163,8 +167,7 @@ def canary_columns(
     best = max(summaries, key=lambda name: summaries[name][key])  # the first of equals
     chosen = summaries[best]
     return {
-        "canary_members": int(is_member.sum()),
-        "canary_non_members": int((~is_member).sum()),
+        **counts,
         "canary_attack": best,
         **{f"canary_{metric}": chosen[f"c_{metric}"] for metric in _METRICS},
     }

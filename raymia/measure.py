@@ -194,7 +194,11 @@ def measure_privacy(
             strongest = max(scores, key=lambda name: per_attack[f"{name}_adv"])
             columns.update(
                 one_run_columns(
-                    canary_scores, canaries.is_member(), strongest, config.mechanisms.dp_delta
+                    canary_scores,
+                    canaries.is_member(),
+                    strongest,
+                    config.mechanisms.dp_delta,
+                    seed=config.seed,
                 )
             )
 

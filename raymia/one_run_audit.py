@@ -62,6 +62,8 @@ GUESS_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75)
 #: Below this ceiling a trial's canaries cannot show a meaningful epsilon (DP-SGD is usually
 #: run at an epsilon of 1 to 8): the trial says so when it starts.
 MEANINGFUL = 2.0
+#: The random stream that orders tied scores: (seed, 43), clear of every other stream's.
+_TIE_STREAM = 43
 #: The largest epsilon the bisection considers: q = e^eps / (1 + e^eps) is 1 to double precision.
 EPS_MAX = 40.0
 
@@ -124,17 +126,23 @@ class OneRunBound:
 
 
 def one_run_bound(
-    scores: np.ndarray, included: np.ndarray, delta: float, confidence: float = CONFIDENCE
+    scores: np.ndarray,
+    included: np.ndarray,
+    delta: float,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
 ) -> OneRunBound:
     """Return the one-run bound of `scores` (higher: more likely included) on canaries whose
     inclusion bits are `included`: the largest bound over the guess grid (see the module).
-    Ties in the scores are broken by position, which carries no information on the bits."""
+    Ties in the scores (a score of few levels, NaN) are broken by a random order drawn from
+    `seed` alone: never by position, which may follow the bits (members come first)."""
     s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
     bits = np.asarray(included, dtype=bool)
     m = len(s)
     if m < 2:
         return OneRunBound(0.0, 0.0, 0, 0)
-    order = np.argsort(-s, kind="stable")  # highest first
+    tie_break = np.random.default_rng([seed, _TIE_STREAM]).permutation(m)
+    order = np.lexsort((tie_break, -s))  # highest first, ties in a random order
     counts = guess_counts(m)
     level = (1.0 - confidence) / len(counts)
     found = []
@@ -151,11 +159,13 @@ def one_run_columns(
     included: np.ndarray | None,
     attack: str | None,
     delta: float,
+    seed: int = 0,
 ) -> dict[str, float | int | str | None]:
-    """Return the :data:`COLUMNS` from `attack`'s canary scores (all None without canaries)."""
+    """Return the :data:`COLUMNS` from `attack`'s canary scores (all None without canaries);
+    `seed` orders tied scores."""
     if scores is None or included is None or attack is None or attack not in scores:
         return dict.fromkeys(COLUMNS)
-    bound = one_run_bound(scores[attack], included, delta)
+    bound = one_run_bound(scores[attack], included, delta, seed=seed)
     return {
         "eps_lb_one_run": bound.eps,
         "eps_lb_one_run_max": bound.ceiling,

@@ -138,3 +138,27 @@ def test_too_few_canaries_for_a_meaningful_bound_are_said_in_one_line():
         canary_note(260, 260, "digits", DELTA) is None and canary_note(0, 260, "x", DELTA) is None
     )
     assert canary_note(20, 20, "my.npz", DELTA).endswith("my.npz holds no more")
+
+
+@pytest.mark.parametrize("kind", ["constant", "nan", "few levels"])
+def test_tied_scores_without_signal_show_nothing_whatever_the_canaries_order(kind):
+    """Members come first among the scored canaries: ties broken by position would count as
+    right. Scores with ties and no signal: the bound is 0 in at least 95% of seeds."""
+    rng = np.random.default_rng(11)
+    found = []
+    for seed in range(100):
+        bits = np.sort(rng.random(CANARIES) < 0.5)[::-1]  # members first, as scored
+        noise = {"constant": np.zeros(CANARIES), "nan": np.full(CANARIES, np.nan)}
+        scores = noise.get(kind, np.round(rng.random(CANARIES) * 10) / 10)  # 11 levels
+        found.append(one_run_bound(scores, bits, DELTA, seed=seed).eps)
+    assert (np.array(found) == 0).mean() >= 0.95
+
+
+def test_canaries_all_drawn_to_one_side_give_counts_and_no_metrics():
+    from raymia.canaries import COLUMNS, canary_columns
+
+    columns = canary_columns({"loss": np.arange(4.0)}, np.ones(4, bool))
+    assert columns["canary_members"] == 4 and columns["canary_non_members"] == 0
+    assert all(
+        columns[c] is None for c in COLUMNS if c not in ("canary_members", "canary_non_members")
+    )
