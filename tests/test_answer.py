@@ -155,7 +155,7 @@ def test_one_trials_own_interval_holds_the_level_too():
     for _ in range(4000):
         a, b = rng.normal(0.1, sd, 2)
         calls += distinguishable(
-            Estimate(a, a - half, a + half, 1), Estimate(b, b - half, b + half, 1)
+            Estimate(a, a - half, a + half, 1, sd), Estimate(b, b - half, b + half, 1, sd)
         )
     assert 0.03 <= calls / 4000 <= 0.07  # the nominal 5%
 
@@ -165,8 +165,8 @@ def test_the_seeds_the_rule_asks_for_separate_the_configurations_most_of_the_tim
     that many seeds each: detected about 80% of the time (a little less, the t-interval's
     width at ~16 seeds)."""
     sd, d = 0.02, 0.02
-    one = Estimate(0.10, 0.10 - 1.959964 * sd, 0.10 + 1.959964 * sd, 1)
-    other = Estimate(0.12, 0.12 - 1.959964 * sd, 0.12 + 1.959964 * sd, 1)
+    one = Estimate(0.10, 0.10 - 1.959964 * sd, 0.10 + 1.959964 * sd, 1, sd)
+    other = Estimate(0.12, 0.12 - 1.959964 * sd, 0.12 + 1.959964 * sd, 1, sd)
     n = seeds_to_separate(one, other)
     assert n == math.ceil((1.959964 + 0.841621) ** 2 * 2 * sd**2 / d**2)
     rng = np.random.default_rng(4)
@@ -296,3 +296,26 @@ def test_the_report_opens_with_the_answer(tmp_path):
     assert "Giving up at most 0.5 points" in text and "**label_smoothing=0.1**" in text
     assert "Giving up at most 2 points" in text and "**augment=2**" in text
     assert "within noise" in text
+
+
+def test_the_seeds_asked_for_use_the_seeds_spread_not_the_t_intervals_width():
+    a = estimate([{"adv": 0.10}, {"adv": 0.1141}], "adv")
+    b = estimate([{"adv": 0.12}, {"adv": 0.1341}], "adv")
+    sd = np.std([0.10, 0.1141], ddof=1)
+    assert a.se == pytest.approx(sd / math.sqrt(2))
+    expected = math.ceil((1.959964 + 0.841621) ** 2 * 2 * sd**2 / 0.02**2)
+    assert seeds_to_separate(a, b) == expected == 4
+
+
+def test_without_an_interval_the_answer_does_not_claim_a_difference():
+    rows = [trial("a", 0.95, 0.12, label_smoothing=0.1), trial("b", 0.95, 0.30, dropout=0.5)]
+    for row in rows:  # a leakage column without intervals (an older sweep's, say)
+        row["eps_lb"] = row["adv"]
+    objectives = parse_objectives("acc:max,eps_lb:min")
+    result = answer(pd.DataFrame(rows), objectives, budgets=(1.0,))
+    (b,) = result.budgets
+    assert b.best["config"] == "label_smoothing=0.1" and b.distinguishable is None
+    assert b.seeds_needed is None
+    assert "Whether the two differ is unknown" in answer_markdown(result)
+    kept = front_within_noise(pd.DataFrame(rows), objectives)
+    assert kept.all()  # unknown noise: neither clearly beats the other

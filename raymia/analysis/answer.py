@@ -15,9 +15,10 @@ answers that for accuracy budgets, with each figure's noise:
    budget of b points, the configurations whose accuracy is at least that minus b / 100 are
    eligible; the one with the least leakage (by the sweep's leakage objective: its first
    objective to minimise) is the answer, the next one the runner-up.
-3. *Distinguishable.* The two differ when their leakage differs by more than 1.96 standard
-   errors of the difference, each standard error read off its interval's width (a normal
-   approximation: width / (2 x 1.96)). Where they do not, the number of seeds of each that
+3. *Distinguishable.* The two differ when Welch's t-test on their means rejects equality at
+   5%: a mean over seeds has the standard error sd / sqrt(seeds), a single trial its
+   interval's width / (2 x 1.96) (known noise); without an interval the question stays open.
+   Where they do not, the number of seeds of each that
    would tell them apart at the observed spread (a two-sided test at 5%, power 80%) is
    n = (1.96 + 0.84)^2 (s_1^2 + s_2^2) / d^2, with s_i the per-seed standard deviation
    (standard error x sqrt(seeds)) and d the observed difference; none where d is 0.
@@ -141,50 +142,49 @@ def _seed_count(row: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A configuration's mean of one column over its seeds, with its 95% interval and the
-    number of seeds; `se` is the mean's standard error (read off the interval where it came
-    from one trial)."""
+    """A configuration's mean of one column over its seeds, with its 95% interval, the
+    number of seeds and the mean's standard error `se`: sd / sqrt(seeds) over two or more
+    seeds (a t-interval), a trial's own interval's half-width / 1.96 for one, None where the
+    noise is unknown (no interval)."""
 
     mean: float
     lo: float
     hi: float
     seeds: int
-
-    @property
-    def se(self) -> float:
-        """Return the mean's standard error: the interval's half-width / 1.96."""
-        return (self.hi - self.lo) / (2 * Z_LEVEL)
+    se: float | None
 
     def text(self) -> str:
-        """Return ``mean [lo, hi]``."""
+        """Return ``mean [lo, hi]``, or the mean alone where the noise is unknown."""
+        if self.se is None:
+            return f"{fmt(self.mean)} (no interval)"
         return f"{fmt(self.mean)} [{fmt(self.lo)}, {fmt(self.hi)}]"
 
 
 def estimate(rows: Sequence[Mapping[str, Any]], column: str) -> Estimate | None:
     """Return the mean of `column` over `rows` (one configuration's trials) with its 95%
     interval: the t-interval over the seeds where there are two or more (rows, or one
-    replicate row's ``<column>_sd``), else the one row's own (:func:`row_interval`; a point
-    where it has none). None where no row measured it."""
+    replicate row's ``<column>_sd``), else the one row's own (:func:`row_interval`; the
+    noise unknown where it has none). None where no row measured it."""
     values = [(finite_number(r.get(column)), r) for r in rows]
     values = [(v, r) for v, r in values if v is not None]
     if not values:
         return None
     if len(values) >= 2:
         x = np.array([v for v, _ in values])
-        n = len(x)
-        sd = float(x.std(ddof=1))
+        n, mean, sd = len(x), float(x.mean()), float(x.std(ddof=1))
     else:
-        value, row = values[0]
+        mean, row = values[0]
         n = _seed_count(row)
         sd = finite_number(row.get(f"{column}_sd")) if n >= 2 else None
         if sd is None:
             own = row_interval(row, column)
-            lo, hi = own if own is not None else (value, value)
-            return Estimate(value, min(lo, value), max(hi, value), 1)
-        x = np.array([value])
-    mean = float(x.mean())
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return Estimate(mean, mean - half, mean + half, n)
+            if own is None:
+                return Estimate(mean, mean, mean, 1, None)
+            lo, hi = min(own[0], mean), max(own[1], mean)
+            return Estimate(mean, lo, hi, 1, (own[1] - own[0]) / (2 * Z_LEVEL))
+    se = sd / math.sqrt(n)
+    half = float(stats.t.ppf(0.975, n - 1)) * se
+    return Estimate(mean, mean - half, mean + half, n, se)
 
 
 def configurations(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -219,6 +219,7 @@ def configurations(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
                 column: e.mean,
                 f"{column}_lo": e.lo,
                 f"{column}_hi": e.hi,
+                f"{column}_se": np.nan if e.se is None else e.se,
                 f"{column}_null": float(np.mean(finite)) if finite else np.nan,
             }
         out.append(entry)
@@ -226,24 +227,34 @@ def configurations(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _estimate_of(row: Mapping[str, Any], column: str) -> Estimate:
-    return Estimate(row[column], row[f"{column}_lo"], row[f"{column}_hi"], int(row["seeds"]))
+    se = finite_number(row.get(f"{column}_se"))
+    return Estimate(row[column], row[f"{column}_lo"], row[f"{column}_hi"], int(row["seeds"]), se)
 
 
 def seeds_to_separate(a: Estimate, b: Estimate) -> int | None:
     """Return how many seeds of each configuration would tell `a` from `b` apart at their
     observed spread (a two-sided test at 5% with 80% power), or None where their means are
-    equal (no number of seeds would). Each per-seed standard deviation is its standard error
-    times sqrt(seeds)."""
+    equal (no number of seeds would) or the noise is unknown. Each per-seed standard
+    deviation is the mean's standard error times sqrt(seeds)."""
     difference = abs(a.mean - b.mean)
-    if difference == 0:
+    if difference == 0 or a.se is None or b.se is None:
         return None
     variance = a.se**2 * a.seeds + b.se**2 * b.seeds
     return max(2, math.ceil((Z_LEVEL + Z_POWER) ** 2 * variance / difference**2))
 
 
-def distinguishable(a: Estimate, b: Estimate) -> bool:
-    """Return whether `a` and `b` differ by more than 1.96 standard errors of the difference."""
-    return abs(a.mean - b.mean) > Z_LEVEL * math.hypot(a.se, b.se)
+def distinguishable(a: Estimate, b: Estimate) -> bool | None:
+    """Return whether `a` and `b` differ at 5% (two-sided): Welch's t-test on their means,
+    a configuration of one trial counting as known noise (its interval); None where either's
+    noise is unknown."""
+    if a.se is None or b.se is None:
+        return None
+    se = math.hypot(a.se, b.se)
+    if se == 0:
+        return a.mean != b.mean
+    terms = [e.se**4 / (e.seeds - 1) for e in (a, b) if e.seeds >= 2]
+    critical = Z_LEVEL if not terms else float(stats.t.ppf(0.975, se**4 / sum(terms)))
+    return abs(a.mean - b.mean) > critical * se
 
 
 @dataclass(frozen=True)
@@ -377,6 +388,11 @@ def _seeds_text(budget: BudgetAnswer, leak: str) -> str:
         f"Runner-up: **{runner['config']}**, test accuracy {fmt(runner['test_acc'])}, "
         f"{_leakage_text(runner, leak)}. "
     )
+    if budget.distinguishable is None:
+        return line + (
+            f"Whether the two differ is unknown: `{leak}` carries no interval to judge the "
+            "difference by."
+        )
     if budget.distinguishable:
         return line + "The two are distinguishable (their difference exceeds its noise)."
     line += "The two are **not distinguishable** at this noise"
@@ -471,7 +487,8 @@ def front_within_noise(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.
     each trial that no other trial clearly beats (see the module's rule).
 
     Trial a clearly beats b when, in every objective, a's 95% interval lies wholly on the
-    better side of b's (a point where a row has no interval), and in every leakage objective
+    better side of b's (never where either has no interval: its noise is unknown), and in
+    every leakage objective
     with a permutation null, b's value lies above its null. The plain Pareto front is a subset.
     """
     ok = ok_trials(df)
@@ -486,7 +503,9 @@ def front_within_noise(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.
         for j, objective in enumerate(objectives):
             e = estimate([row], objective.column)
             assert e is not None
-            bounds[i, j] = (e.lo, e.hi)
+            # unknown noise: an interval as wide as can be, so that it beats and is beaten by
+            # nothing in this objective
+            bounds[i, j] = (e.lo, e.hi) if e.se is not None else (-np.inf, np.inf)
             null = row_null(row, objective.column)
             if objective.column not in ACCURACY and null is not None:
                 above_null[i, j] = e.mean > null
