@@ -143,10 +143,22 @@ def _dropout_before_last_linear(model: nn.Module, p: float) -> None:
         setattr(parent, name, nn.Sequential(Dropout(p), child))
 
 
+def _seeded_dropout(model: nn.Module) -> None:
+    """Swap the network's own nn.Dropout layers for raymia's (the same rate), whose masks the
+    trial's generator draws."""
+    from .models import Dropout
+
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, Dropout(child.p))
+
+
 def _torchvision_network(arch: str, info: DatasetInfo, dropout: float, norm: str) -> nn.Module:
     import torchvision
 
     model = torchvision.models.get_model(arch, weights=None, num_classes=info.num_classes)
+    _seeded_dropout(model)
     _first_conv_takes(model, info.channels)
     if info.image_size <= SMALL_IMAGES:
         _small_stem(model)
@@ -214,10 +226,11 @@ def arch_problem(
             "classification model (e.g. resnet18) or package.module:factory"
         )
     info = DatasetInfo("check", channels, image_size, num_classes, 1, 1, 1, 1, flip=False)
+    images = torch.zeros(2, channels, image_size, image_size)
     try:
-        model = build_network(info, arch, 0.0, norm).eval()
-        with torch.no_grad():
-            logits = model(torch.zeros(2, channels, image_size, image_size))
+        model = build_network(info, arch, 0.0, norm)
+        with torch.no_grad():  # training mode too: some networks answer otherwise there
+            outputs = {"training": model.train()(images), "evaluation": model.eval()(images)}
     except ConfigError as err:
         return str(err)
     except Exception as err:  # noqa: BLE001 - the user's network failed: say so in one line
@@ -226,12 +239,13 @@ def arch_problem(
             f"arch = {quote(arch)}: fails on {image_size}x{image_size} images with {channels} "
             f"channel(s) ({type(err).__name__}: {message[:120]})"
         )
-    shape = tuple(getattr(logits, "shape", ()))
-    if shape != (2, num_classes):
-        return (
-            f"arch = {quote(arch)}: gives outputs of shape {shape} for 2 images; expected "
-            f"(2, {num_classes}) logits"
-        )
+    for mode, logits in outputs.items():
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, num_classes):
+            what = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+            return (
+                f"arch = {quote(arch)}: gives {what} for 2 images in {mode} mode; expected "
+                f"(2, {num_classes}) logits"
+            )
     return None
 
 

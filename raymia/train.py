@@ -239,8 +239,12 @@ def _member(
     for m in mechanisms:
         if "prepare" in m.hooks:
             m.prepare()
-    model = _architecture(info, [m for m in mechanisms if "model" in m.hooks])
-    # The model's own randomness from the trial's seed, not torch's shared generator.
+    # The model's own randomness from the trial's seed, not torch's shared generator: what a
+    # network draws as it is built (a ViT's position embedding, say) from a fork of it seeded
+    # for the purpose, then every convolution and linear layer drawn afresh.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.manual_seed(context.seeded("construction", device="cpu").initial_seed())
+        model = _architecture(info, [m for m in mechanisms if "model" in m.hooks])
     init_parameters(model, context.seeded("weights", device="cpu"))
     model = model.to(device)
     use_generator(model, context.seeded("dropout"))

@@ -58,7 +58,8 @@ def test_a_torchvision_and_a_factory_network_each_run_a_trial(arch):
         ("missing_module_xyz:f", "cannot import 'missing_module_xyz'"),
         ("toy_networks:nothing", "toy_networks has no function 'nothing'"),
         ("toy_networks:not_a_module", "returned str, expected an nn.Module"),
-        ("toy_networks:wrong_output", r"outputs of shape \(2, 11\) .* expected \(2, 10\) logits"),
+        ("toy_networks:wrong_output", r"gives \(2, 11\) for 2 images .* expected \(2, 10\)"),
+        ("toy_networks:tuple_in_training", "in training mode; expected"),
     ],
 )
 def test_a_network_that_cannot_serve_the_data_is_one_line(arch, expected):
@@ -77,3 +78,22 @@ def test_dp_sgd_refuses_a_network_that_keeps_batch_norm():
     assert (
         parse_trial_config({"arch": "resnet18", "mechanisms": {"dp_noise": 1}}).arch == "resnet18"
     )
+
+
+def test_every_parameter_and_dropout_mask_comes_from_the_seed():
+    """Two trainings of one seed give the same model: a parameter drawn as the network is built
+    (not a convolution or a linear layer: a ViT's position embedding, say) and torchvision's
+    own dropout (swapped for the seeded one) included."""
+    from raymia.data import load_splits
+    from raymia.train import train_model
+
+    splits = load_splits("digits", 0)
+    built = build_network(DIGITS, "mobilenet_v3_small")
+    assert not any(type(m) is nn.Dropout for m in built.modules())
+    assert any(isinstance(m, Dropout) for m in built.modules())
+    for arch in ("toy_networks:free_parameter", "mobilenet_v3_small"):
+        config = parse_trial_config({"arch": arch, "epochs": 1})
+        first = train_model(config, splits.info, splits.members).model.state_dict()
+        torch.randn(5)  # the process-wide generator moves on: nothing may depend on it
+        second = train_model(config, splits.info, splits.members).model.state_dict()
+        assert all(torch.equal(first[k], second[k]) for k in first), arch
