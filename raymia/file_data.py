@@ -55,8 +55,19 @@ TEST_FRACTION = 0.2
 #: Folders that make a folder data set's fixed splits.
 TRAIN_DIR, TEST_DIR = "train", "test"
 _NPZ_KEYS = ("x", "y", "x_test", "y_test")
-#: Image modes read as one grey channel; every other mode is read as RGB.
-_GREY_MODES = frozenset({"1", "L", "I", "I;16", "F"})
+#: Image modes read as one grey channel; every other 8-bit mode is read as RGB.
+_GREY_MODES = frozenset({"1", "L", "LA"})
+#: Modes of more than 8 bits a channel, which 8-bit conversion would clip: refused.
+_DEEP_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _check_depth(mode: str, name: str) -> None:
+    """Refuse, in one line, an image whose pixels have more than 8 bits."""
+    if mode in _DEEP_MODES:
+        raise DataError(
+            f"{_show(Path(name))}: a {mode} image (16-bit or float pixels, which 8-bit reading "
+            "would clip): expected 8-bit images; store deeper ones in an .npz as floats"
+        )
 
 
 class Description(NamedTuple):
@@ -262,8 +273,11 @@ def _folder_header(root: Path) -> Description:
     for name, _ in files + (test_files or []):
         try:
             with Image.open(name) as image:
+                _check_depth(image.mode, name)
                 modes.add("L" if image.mode in _GREY_MODES else "RGB")
                 sizes.setdefault(image.size, name)
+        except DataError:
+            raise
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise DataError(f"{_show(Path(name))}: not a readable image ({err})") from None
         if len(sizes) > 1:
@@ -290,9 +304,12 @@ def _read_images(files: list[tuple[str, int]]) -> np.ndarray:
     for name, _ in files:
         try:
             with Image.open(name) as image:
+                _check_depth(image.mode, name)
                 image.load()
                 mode = "L" if image.mode in _GREY_MODES else "RGB"
                 pixels = image.convert(mode)
+        except DataError:
+            raise
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise DataError(f"{_show(Path(name))}: not a readable image ({err})") from None
         if size is None:
@@ -355,9 +372,27 @@ def _resolve(name: str) -> Path:
     return path
 
 
+#: A folder's signature is kept this many seconds: a config is checked several times as it is
+#: read, and a walk of a large folder costs a stat per image.
+SIGNATURE_SECONDS = 5.0
+_SIGNATURES: dict[str, tuple[float, tuple]] = {}
+
+
 def _signature(path: Path) -> tuple:
-    stat = path.stat()
-    return (str(path), stat.st_mtime_ns, stat.st_size)
+    """Return what identifies a file data set's version: its path and, for the file or every
+    file below the folder, its size and modification time (an image added or edited in a
+    class folder changes it)."""
+    import time
+
+    now = time.monotonic()
+    kept = _SIGNATURES.get(str(path))
+    if kept is not None and now - kept[0] < SIGNATURE_SECONDS:
+        return kept[1]
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamps = [(str(f.relative_to(path)), f.stat().st_mtime_ns, f.stat().st_size) for f in files]
+    signature = (str(path), hashlib.sha256(repr(stamps).encode()).hexdigest())
+    _SIGNATURES[str(path)] = (now, signature)
+    return signature
 
 
 @functools.lru_cache(maxsize=32)
@@ -438,14 +473,29 @@ def _split_test(x: np.ndarray, y: np.ndarray, xt, yt) -> tuple[np.ndarray, ...]:
 
 
 #: Infos handed over with a data set already loaded (a sweep's shared pool), by the name the
-#: config gives: a trial worker reads nothing from the file, which need not exist on its node.
-_HANDED: dict[str, DatasetInfo] = {}
+#: config gives, with the version they were read from: a trial worker reads nothing from the
+#: file, which need not exist on its node; where it does exist and has changed since, the
+#: handed info is stale and the file is read again.
+_HANDED: dict[str, tuple[DatasetInfo, tuple | None]] = {}
 
 
 def remember(name: str, info: DatasetInfo) -> None:
     """Make `file_info(name)` return `info` in this process without reading the file (a
-    sweep's trial receives the pool the driver loaded)."""
-    _HANDED[name] = info
+    sweep's trial receives the pool the driver loaded), while the file is unchanged."""
+    path = Path(info.path) if info.path else None
+    version = _signature(path) if path is not None and path.exists() else None
+    _HANDED[name] = (info, version)
+
+
+def _handed(name: str) -> DatasetInfo | None:
+    """Return the info handed over for `name`, unless the file here has changed since."""
+    if name not in _HANDED:
+        return None
+    info, version = _HANDED[name]
+    path = Path(info.path) if info.path else None
+    if path is None or not path.exists() or version == _signature(path):
+        return info
+    return None
 
 
 def file_info(name: str) -> DatasetInfo:
@@ -454,8 +504,8 @@ def file_info(name: str) -> DatasetInfo:
     The images are read once per process and file version (cached). Raises DataError."""
     from .data import DatasetInfo
 
-    if name in _HANDED:
-        return _HANDED[name]
+    if (handed := _handed(name)) is not None:
+        return handed
     path = _resolve(name)
     channels, side, y, y_test = _describe(_signature(path))
     classes = _check_classes(y, path)

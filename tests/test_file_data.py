@@ -259,3 +259,26 @@ def test_a_sweep_over_a_file_data_set_loads_it_once(tmp_path, monkeypatch, capsy
     assert len(df) == 2 and (df["status"] == "ok").all(), df.get("error")
     assert loads == [str(data)] and not data.exists()
     assert (df["dataset_sha256"] == digest).all() and (df["dataset"] == str(data)).all()
+
+
+def test_a_16_bit_image_is_refused_not_clipped(tmp_path):
+    root = tmp_path / "deep"
+    write_folder(root, GOOD_X[:10], GOOD_Y[:10] % 2)
+    Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(root / "class_0" / "deep.png")
+    with pytest.raises(DataError, match="deep.png'?: a I;16 image .* expected 8-bit images") as err:
+        file_info(str(root))
+    assert "\n" not in str(err.value) and "not a readable" not in str(err.value)
+
+
+def test_an_image_added_to_a_folder_is_seen_in_the_same_process(tmp_path, monkeypatch):
+    import raymia.file_data
+
+    monkeypatch.setattr(raymia.file_data, "SIGNATURE_SECONDS", 0.0)
+    root = tmp_path / "growing"
+    write_folder(root, GOOD_X[:20], GOOD_Y[:20] % 2)
+    before = load_file_pool(str(root))  # remembered by name, as a sweep's driver does
+    write_folder(tmp_path / "extra", GOOD_X[:1], np.array([2]))  # a third class, one image
+    (tmp_path / "extra" / "class_2").rename(root / "class_2")
+    after = file_info(str(root))
+    assert (before.info.num_classes, after.num_classes) == (2, 3)
+    assert load_file_pool(str(root)).info.sha256 != before.info.sha256
