@@ -51,16 +51,25 @@ CLAIMED_RECIPE = "the user's stated config (a claim, not measured)"
 
 
 def save_target(
-    directory: str | Path, config: TrialConfig, model: torch.nn.Module, trained_on: Split
+    directory: str | Path,
+    config: TrialConfig,
+    model: torch.nn.Module,
+    trained_on: Split,
+    dataset_sha256: str | None = None,
 ) -> Path:
-    """Write a trained target to `directory` (created): its weights, config and member rows.
-    Returns the directory."""
+    """Write a trained target to `directory` (created): its weights, config and member rows,
+    and a file data set's content hash (`dataset_sha256`, checked by the audit). Returns the
+    directory."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     torch.save(state, out / MODEL_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=1) + "\n")
-    members = {"members": [int(i) for i in trained_on.indices], "dataset": config.dataset}
+    members = {
+        "members": [int(i) for i in trained_on.indices],
+        "dataset": config.dataset,
+        "dataset_sha256": dataset_sha256,
+    }
     (out / MEMBERS_FILE).write_text(json.dumps(members) + "\n")
     return out
 
@@ -112,7 +121,14 @@ def audit_saved(directory: str | Path) -> dict[str, Any]:
     source = show_path(root / CONFIG_FILE)
     config = parse_trial_config(json.loads(read_text_file(root / CONFIG_FILE, DataError)), source)
     splits, canaries = prepare_data(config)
-    saved = json.loads(read_text_file(root / MEMBERS_FILE, DataError)).get("members", [])
+    record = json.loads(read_text_file(root / MEMBERS_FILE, DataError))
+    saved = record.get("members", [])
+    if record.get("dataset_sha256") not in (None, splits.info.sha256):
+        raise DataError(
+            f"{show_path(root / MEMBERS_FILE)}: the model trained on {config.dataset!r} with "
+            f"content {str(record['dataset_sha256'])[:12]}..., which is now "
+            f"{str(splits.info.sha256)[:12]}...: the data set has changed"
+        )
     drawn = np.concatenate([splits.members.indices, canaries.members.indices if canaries else []])
     if [int(i) for i in drawn] != [int(i) for i in saved]:
         raise DataError(
@@ -209,6 +225,15 @@ def audit_external(
             "run; audit it with canaries 0"
         )
     splits = external_splits(config, read_members(members_file))
+    # the row's split sizes are the ones audited, not the data set's defaults
+    config = config.model_copy(
+        update={
+            "members": len(splits.members),
+            "non_members": len(splits.non_members),
+            "held_out": len(splits.held_out),
+            "reference": len(splits.reference),
+        }
+    )
     if reference_model_count(config.attacks):
         check_reference_size(len(splits.reference), len(splits.members), len(splits.held_out))
     row = _measure(config, splits, None, Path(weights))

@@ -176,6 +176,8 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np
     y = _labels(found["y"], len(x), f"{_show(path)} y")
     if "x_test" not in found:
         return x, y, None, None
+    if len(found["x_test"]) == 0:
+        raise DataError(f"{_show(path)}: x_test holds no image; expected a test split or none")
     x_test = _as_nchw(found["x_test"], f"{_show(path)} x_test")
     y_test = _labels(found["y_test"], len(x_test), f"{_show(path)} y_test")
     if x_test.shape[1:] != x.shape[1:]:
@@ -216,6 +218,8 @@ def _npz_header(path: Path) -> Description:
                 f"{_show(path)}: x_test images {tuple(shapes['x_test'][1:])} unlike x's "
                 f"{tuple(shapes['x'][1:])}: expected the same shape"
             )
+        if shapes["x_test"][0] == 0:
+            raise DataError(f"{_show(path)}: x_test holds no image; expected a test split or none")
         y_test = _labels(labels["y_test"], shapes["x_test"][0], f"{_show(path)} y_test")
     return Description(channels, side, y, y_test)
 

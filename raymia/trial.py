@@ -170,7 +170,7 @@ def run_trial(
     if save_model is not None:
         from .audit import save_target
 
-        save_target(save_model, config, trained.model, trained_on)
+        save_target(save_model, config, trained.model, trained_on, splits.info.sha256)
     return measure_model(config, splits, canaries, trained.model, device, trained)
 
 

@@ -59,7 +59,7 @@ def test_a_model_trained_elsewhere_is_audited_from_its_weights_and_members(saved
     config = parse_trial_config({**SETTINGS, "attacks": {"n_bootstrap": 20, "n_permutations": 20}})
     audited = audit_external(out / "model.pt", listed, config)
     assert audited["audit"] == "external" and audited["reference_recipe"] == CLAIMED_RECIPE
-    assert audited["members_trained"] == len(members) == 350
+    assert audited["members_trained"] == audited["members"] == len(members) == 350
     assert audited["eval_members"] > 300  # as many non-members as members, class by class
     # the members it names are the ones it trained on: its train accuracy is the trial's
     assert audited["train_acc"] == row["train_acc"]
@@ -147,3 +147,18 @@ def test_members_of_an_image_folder_are_named_by_their_paths(tmp_path):
     assert pool_rows(root, [6, "c0/00.png"]).tolist() == [6, 0]
     with pytest.raises(DataError, match="no image 'c2/99.png' among its 12 images"):
         pool_rows(root, ["c2/99.png"])
+
+
+def test_a_saved_model_of_a_file_data_set_refuses_a_changed_file(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 8, 8)).astype(np.float32), np.arange(200) % 4
+    data = tmp_path / "own.npz"
+    np.savez(data, x=x, y=y)
+    quick = {"dataset": str(data), "epochs": 1, "dtc": {"enabled": False}}
+    run_trial(
+        {**quick, "attacks": {"n_bootstrap": 0, "n_permutations": 0}}, save_model=tmp_path / "m"
+    )
+    x[0, 0, 0] += 1.0  # the same images but one pixel, the same count
+    np.savez(data, x=x, y=y)
+    with pytest.raises(DataError, match="the data set has changed"):
+        audit_saved(tmp_path / "m")

@@ -170,6 +170,10 @@ GOOD_Y = np.arange(40) % 4
         ({"x": np.zeros((40, 8, 6)), "y": GOOD_Y}, "8x6: expected square"),
         ({"x": np.zeros((40, 5, 8, 8)), "y": GOOD_Y}, "1 or 3 channels"),
         ({"x": GOOD_X, "y": GOOD_Y, "x_test": GOOD_X}, "x_test and y_test come together"),
+        (
+            {"x": GOOD_X, "y": GOOD_Y, "x_test": GOOD_X[:0], "y_test": GOOD_Y[:0]},
+            "x_test holds no image",
+        ),
     ],
 )
 def test_a_malformed_npz_is_one_line(tmp_path, arrays, expected):
