@@ -268,3 +268,16 @@ def test_each_defences_one_run_bound_beside_dp_sgds_epsilons_at_equal_accuracy(t
     line = next(li for li in out.splitlines() if li.startswith("| weight_decay=0.01 "))
     assert line.endswith("| 3.10 (3.60) | 4.000 | 2.000 |")
     assert "one-run ε (ceiling)" in out and code == 0
+
+
+def test_seeds_whose_canary_draws_differ_are_one_configuration(tmp_path):
+    """Each canary is a member with probability 1/2, so one configuration's seeds audit
+    different numbers of member canaries: they still pool into one configuration."""
+    rows = dp_rows()
+    for seed, members in enumerate((125, 129, 132)):
+        one = row(f"ls{seed}", 0.85, members // 2, members=members, label_smoothing=0.1)
+        rows.append(one | {"seed": seed, "canary_non_members": 260 - members})
+    configs = defences.canary_configurations(load_results_of(tmp_path, rows))
+    smoothing = configs[configs["config"] == "label_smoothing=0.1"]
+    assert len(smoothing) == 1 and int(smoothing["trials"].iloc[0]) == 3
+    assert int(smoothing["n"].iloc[0]) == 125 + 129 + 132

@@ -78,8 +78,9 @@ LESS = "leaks less than DP-SGD"
 SAME = "no clear difference"
 OUTSIDE = "outside DP-SGD's accuracy range"
 #: Settings that keep configurations apart when they differ: the training settings and the
-#: number of member canaries.
-GROUP_SETTINGS = (*SETTINGS, "canary_members")
+#: number of canaries (members and non-members together: which of them are members is drawn
+#: per seed, so the member count varies between the seeds of one configuration).
+GROUP_SETTINGS = (*SETTINGS, "canaries")
 
 
 def _column(fpr: str) -> str:
@@ -119,9 +120,12 @@ def canary_configurations(df: pd.DataFrame, fpr: str = "1pct") -> pd.DataFrame:
     if column not in ok.columns or "canary_members" not in ok.columns:
         return pd.DataFrame()
     tpr = pd.to_numeric(ok[column], errors="coerce")
-    ok = ok[np.isfinite(tpr.to_numpy(float))]
+    ok = ok[np.isfinite(tpr.to_numpy(float))].copy()
     if ok.empty:
         return pd.DataFrame()
+    members = pd.to_numeric(ok["canary_members"], errors="coerce")
+    others = pd.to_numeric(ok.get("canary_non_members", members), errors="coerce")
+    ok["canaries"] = (members + others).round().astype("Int64")
     settings = [s for s in GROUP_SETTINGS if s in ok.columns and ok[s].nunique(dropna=False) > 1]
     groups: dict[tuple, list[int]] = {}
     records = ok.to_dict("records")
