@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .labels import NONE_LABEL, active_mechanisms, fmt_strength
+from .labels import active_mechanisms, config_label, mechanisms_label
 from .mechanisms import REGISTRY
 from .pareto import Objective
 from .results import ok_trials
@@ -49,7 +49,6 @@ __all__ = [
     "METHODS",
     "MAX_CONFIGURATIONS",
     "MIN_TRIALS",
-    "active_label",
     "front_configurations",
     "front_configurations_markdown",
     "front_mechanism_sets",
@@ -75,15 +74,6 @@ MAX_CONFIGURATIONS = 200
 _LOG_SPAN = 100.0
 #: Off sits this many decades below a log-scaled mechanism's lowest strength.
 _OFF_DECADES = 1.0
-
-_JOINER = " + "
-
-
-def active_label(row: Mapping[str, Any]) -> str:
-    """Return the mechanisms a trial switches on with their strengths, in registry order,
-    e.g. ``label_smoothing 0.12 + dropout 0.3``, or ``none`` when every mechanism is off."""
-    parts = [f"{name} {fmt_strength(v)}" for name, v in active_mechanisms(row).items()]
-    return _JOINER.join(parts) or NONE_LABEL
 
 
 def varied_mechanisms(df: pd.DataFrame) -> list[str]:
@@ -262,16 +252,16 @@ def importance_markdown(table: pd.DataFrame, objectives: Sequence[Objective]) ->
 
 def front_configurations(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
     """Return the Pareto front's trials with their active mechanisms, best first in the first
-    objective: columns ``trial_id``, ``active`` (`active_label`), ``mechanisms`` (the names
-    alone, ``label_smoothing + dropout``, or ``none``), ``n_on`` (how many mechanisms are on)
-    and the objective columns."""
+    objective: columns ``trial_id``, ``active`` (`raymia.labels.config_label`), ``mechanisms``
+    (the names alone, `raymia.labels.mechanisms_label`: ``label_smoothing+dropout`` or
+    ``none``), ``n_on`` (how many mechanisms are on) and the objective columns."""
     front = front_trials(df, list(objectives))
     records = front.to_dict("records")
     out = pd.DataFrame(
         {
             "trial_id": front["trial_id"].astype(str).to_numpy(),
-            "active": [active_label(r) for r in records],
-            "mechanisms": [_JOINER.join(active_mechanisms(r)) or NONE_LABEL for r in records],
+            "active": [config_label(r) for r in records],
+            "mechanisms": [mechanisms_label(r) for r in records],
             "n_on": [len(active_mechanisms(r)) for r in records],
         }
     )
@@ -338,7 +328,7 @@ def front_configurations_markdown(front: pd.DataFrame, objectives: Sequence[Obje
 
 def front_mechanism_sets(front: pd.DataFrame) -> pd.DataFrame:
     """Return the sets of mechanisms the front's configurations switch on, one row per set:
-    ``mechanisms`` (names, ``label_smoothing + dropout``), ``n_on``, ``trials`` (how many
+    ``mechanisms`` (names, ``label_smoothing+dropout``), ``n_on``, ``trials`` (how many
     front configurations use exactly that set) and ``trial_ids`` (comma-separated); fewest
     mechanisms first, then most trials. ``front`` is `front_configurations`' frame."""
     if front.empty:
