@@ -31,6 +31,7 @@ import torch
 from .config import TrialConfig, parse_trial_config
 from .data import Split, Splits, load_pool
 from .errors import DataError, UsageError, quote, read_text_file, show_path
+from .trial import CONFIG_FILE, MEMBERS_FILE, MODEL_FILE, save_target
 
 __all__ = [
     "CONFIG_FILE",
@@ -41,37 +42,11 @@ __all__ = [
     "read_members",
     "save_target",
 ]
+# `raymia trial --save-model` writes with `save_target` (raymia.trial) what is read back here.
 
-MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.json"
-MEMBERS_FILE = "members.json"
 #: `reference_recipe` in an audit's row: where the reference models' training recipe came from.
 OWN_RECIPE = "the trial's config (measured)"
 CLAIMED_RECIPE = "the user's stated config (a claim, not measured)"
-
-
-def save_target(
-    directory: str | Path,
-    config: TrialConfig,
-    model: torch.nn.Module,
-    trained_on: Split,
-    dataset_sha256: str | None = None,
-) -> Path:
-    """Write a trained target to `directory` (created): its weights, config and member rows,
-    and a file data set's content hash (`dataset_sha256`, checked by the audit). Returns the
-    directory."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    torch.save(state, out / MODEL_FILE)
-    (out / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=1) + "\n")
-    members = {
-        "members": [int(i) for i in trained_on.indices],
-        "dataset": config.dataset,
-        "dataset_sha256": dataset_sha256,
-    }
-    (out / MEMBERS_FILE).write_text(json.dumps(members) + "\n")
-    return out
 
 
 def _load_weights(model: torch.nn.Module, weights: Path) -> torch.nn.Module:

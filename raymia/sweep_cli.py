@@ -21,8 +21,8 @@ from .sweep.settings import (
     SEARCHES,
     SETTINGS_FILE,
     SweepSettings,
+    budgets_argument,
     default_out,
-    parse_budgets,
 )
 
 # The settings a space file's `sweep:` block may give (raymia.space.SweepDefaults) and a flag
@@ -46,15 +46,6 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def budgets_argument(text: str) -> tuple[float, ...]:
-    """Return the budgets of a ``--budgets`` flag (`parse_budgets`), refused in argparse's
-    one line."""
-    try:
-        return parse_budgets(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _default(name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import platform
 import subprocess
@@ -168,10 +169,38 @@ def run_trial(
             config, splits.info, trained_on, held_out=splits.held_out, device=device
         )
     if save_model is not None:
-        from .audit import save_target
-
         save_target(save_model, config, trained.model, trained_on, splits.info.sha256)
     return measure_model(config, splits, canaries, trained.model, device, trained)
+
+
+#: What `save_target` writes (and `raymia audit` reads) in a saved model's directory.
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+MEMBERS_FILE = "members.json"
+
+
+def save_target(
+    directory: str | Path,
+    config: TrialConfig,
+    model: torch.nn.Module,
+    trained_on: Split,
+    dataset_sha256: str | None = None,
+) -> Path:
+    """Write a trained target to `directory` (created): its weights, config and member rows,
+    and a file data set's content hash (`dataset_sha256`, checked by the audit). Returns the
+    directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    torch.save(state, out / MODEL_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(config.model_dump(mode="json"), indent=1) + "\n")
+    members = {
+        "members": [int(i) for i in trained_on.indices],
+        "dataset": config.dataset,
+        "dataset_sha256": dataset_sha256,
+    }
+    (out / MEMBERS_FILE).write_text(json.dumps(members) + "\n")
+    return out
 
 
 def trained_split(splits: Splits, canaries: Canaries | None) -> Split:

@@ -34,7 +34,7 @@ from raymia.errors import AnalysisError, UserError, bound_quoted, one_line, show
 from raymia.leakage import leakage_verdict
 from raymia.pareto import ALIASES, Objective, parse_objectives
 from raymia.results import load_results, ok_trials
-from raymia.sweep.settings import DEFAULT_BUDGETS, DEFAULT_OBJECTIVES
+from raymia.sweep.settings import DEFAULT_BUDGETS, DEFAULT_OBJECTIVES, budgets_argument
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -240,8 +240,6 @@ def add_objectives(parser: argparse.ArgumentParser) -> None:
 def add_budgets(parser: argparse.ArgumentParser) -> None:
     """Add ``--budgets`` (default: the sweep's, `DEFAULT_BUDGETS`): the accuracy budgets the
     answer reads, in points of test accuracy."""
-    from raymia.sweep_cli import budgets_argument
-
     parser.add_argument(
         "--budgets",
         type=budgets_argument,

@@ -18,6 +18,7 @@ A sweep directory holds:
     optuna.journal   the Optuna study (open it with optuna-dashboard)
     tune/            Ray Tune's experiment state (what Tuner.restore reads)
 
-Ray is imported only inside `run` and `worker` (and `raymia.cluster_config`, which validates
-cluster files offline); the rest of raymia never imports it.
+Ray is imported only in this package (`run`, `worker`, `recorder`, `journal`, `scheduler`,
+`window`, `capacity`, `reference_tasks`) and by `raymia.cluster_config`, which validates
+cluster files offline; the rest of raymia never imports it (`tests/test_layers.py`).
 """

@@ -27,6 +27,7 @@ __all__ = [
     "SETTINGS_FILE",
     "SPACE_FILE",
     "SweepSettings",
+    "budgets_argument",
     "check_settings",
     "default_out",
     "parse_budgets",
@@ -81,6 +82,17 @@ def parse_budgets(text: str) -> tuple[float, ...]:
             raise ValueError(f"--budgets {text!r}: {value:g} is not within 0 to 100 points")
         budgets.add(value)
     return tuple(sorted(budgets))
+
+
+def budgets_argument(text: str) -> tuple[float, ...]:
+    """Return the budgets of a ``--budgets`` flag (`parse_budgets`), refused in argparse's
+    one line (`raymia sweep` and the analysis scripts share it)."""
+    import argparse
+
+    try:
+        return parse_budgets(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def default_out() -> str:

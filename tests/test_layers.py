@@ -1,0 +1,271 @@
+"""The layers of docs/ARCHITECTURE.md, checked on the code: a module imports from its own
+layer or those below at module level, Ray only where a sweep runs, and no import cycle, lazy
+or not, but those listed here with their reason."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "raymia"
+
+HELPERS, REGISTRIES, SETTINGS, TRIAL, DRIVERS = 1, 2, 3, 4, 5
+#: Every module's layer (docs/ARCHITECTURE.md, "Data flow"); a package's own __init__ is
+#: named by the package. A new module is placed here, where ARCHITECTURE places it.
+LAYERS: dict[str, int] = {
+    **dict.fromkeys(
+        [
+            "raymia",
+            "raymia.errors",
+            "raymia.registry",
+            "raymia.deadline",
+            "raymia.costs",
+            "raymia.storage",
+            "raymia.outputs",
+            "raymia.metrics",
+            "raymia.leakage",
+            "raymia.privacy_audit",
+            "raymia.one_run_audit",
+            "raymia.data",
+            "raymia.file_data",
+            "raymia.models",
+            "raymia.architectures",
+            "raymia.batches",
+            "raymia.ensemble",
+            "raymia.dtc",
+            "raymia.canaries",
+            "raymia.results",
+            "raymia.pareto",
+            "raymia.sweep.settings",
+        ],
+        HELPERS,
+    ),
+    **dict.fromkeys(
+        [
+            "raymia.mechanisms",
+            "raymia.mechanisms.base",
+            "raymia.mechanisms.registry",
+            "raymia.mechanisms.inputs",
+            "raymia.mechanisms.outputs",
+            "raymia.mechanisms.model",
+            "raymia.mechanisms.training",
+            "raymia.attacks",
+            "raymia.attacks.registry",
+            "raymia.attacks.scoring",
+            "raymia.attacks.loss",
+            "raymia.attacks.confidence",
+            "raymia.attacks.entropy",
+            "raymia.attacks.modified_entropy",
+            "raymia.attacks.merlin",
+            "raymia.attacks.lira",
+            "raymia.attacks.rmia",
+        ],
+        REGISTRIES,
+    ),
+    **dict.fromkeys(["raymia.config", "raymia.labels", "raymia.tables", "raymia.importance"], 3),
+    **dict.fromkeys(
+        [
+            "raymia.train",
+            "raymia.attacks.reference",
+            "raymia.measure",
+            "raymia.trial",
+            "raymia.audit",
+            "raymia.space",
+        ],
+        TRIAL,
+    ),
+    **dict.fromkeys(
+        [
+            "raymia.sweep",
+            "raymia.sweep.run",
+            "raymia.sweep.worker",
+            "raymia.sweep.recorder",
+            "raymia.sweep.journal",
+            "raymia.sweep.disk",
+            "raymia.sweep.sampler",
+            "raymia.sweep.scheduler",
+            "raymia.sweep.window",
+            "raymia.sweep.capacity",
+            "raymia.sweep.reference_tasks",
+            "raymia.cli",
+            "raymia.sweep_cli",
+            "raymia.cluster_config",
+            "raymia.readme",
+            "raymia.analysis",
+            "raymia.analysis.common",
+            "raymia.analysis.answer",
+            "raymia.analysis.defences",
+            "raymia.analysis.mechanisms",
+            "raymia.analysis.pareto",
+            "raymia.analysis.report",
+            "raymia.analysis.reproduction",
+            "raymia.analysis.roc",
+        ],
+        DRIVERS,
+    ),
+}
+#: The modules that may import Ray: the sweep's own, and the cluster file's offline check.
+RAY_MODULES = {
+    "raymia.sweep.run",
+    "raymia.sweep.worker",
+    "raymia.sweep.recorder",
+    "raymia.sweep.journal",
+    "raymia.sweep.scheduler",
+    "raymia.sweep.window",
+    "raymia.sweep.capacity",
+    "raymia.sweep.reference_tasks",
+    "raymia.cluster_config",
+}
+#: The import cycles allowed, each through a lazy import, with why.
+ALLOWED_CYCLES = {
+    frozenset({"raymia.data", "raymia.file_data"}): (
+        "data names every data set, so it hands a path to file_data, which builds data's "
+        "DatasetInfo and Pool; both lazy in one direction"
+    ),
+    frozenset({"raymia.space", "raymia.sweep.settings"}): (
+        "settings is what the command line's parser reads without loading the trial layer; "
+        "its checks, run later, read the space"
+    ),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(name: str, source: str, known: set[str]) -> tuple[set[str], set[str], bool]:
+    """Return a module's raymia imports at module level and inside functions (`if
+    TYPE_CHECKING` blocks left out), and whether it imports Ray anywhere."""
+    package = name.split(".")
+    is_package = (
+        name in known and (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists()
+    )
+    base = package if is_package else package[:-1]
+    top: set[str] = set()
+    lazy: set[str] = set()
+    ray = False
+
+    def targets(node: ast.Import | ast.ImportFrom) -> set[str]:
+        nonlocal ray
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            root = (
+                ".".join(base[: len(base) - node.level + 1] + [node.module or ""])
+                if node.level
+                else node.module or ""
+            )
+            root = root.rstrip(".")
+            names = [
+                f"{root}.{a.name}" if f"{root}.{a.name}" in known else root for a in node.names
+            ]
+        ray |= any(n == "ray" or n.startswith("ray.") for n in names)
+        return {n for n in names if n in known and n != name}
+
+    def visit(nodes: list[ast.stmt], at_top: bool, typing: bool) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                found = targets(node)
+                if not typing:
+                    (top if at_top else lazy).update(found)
+            elif isinstance(node, ast.If):
+                checking = isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                visit(node.body, at_top, typing or checking)
+                visit(node.orelse, at_top, typing)
+            elif isinstance(node, ast.Try):
+                visit(node.body, at_top, typing)
+                for handler in node.handlers:
+                    visit(handler.body, at_top, typing)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                visit(node.body, False, typing)
+            elif isinstance(node, ast.With | ast.For | ast.While):
+                visit(node.body, at_top, typing)
+
+    visit(ast.parse(source).body, True, False)
+    return top, lazy, ray
+
+
+def graph() -> dict[str, tuple[set[str], set[str], bool]]:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imports(name, path.read_text(), set(paths)) for name, path in paths.items()}
+
+
+def upward(graph_: dict[str, tuple[set[str], set[str], bool]]) -> list[str]:
+    """Return each module-level import from a lower layer into a higher one."""
+    return [
+        f"{name} (layer {LAYERS[name]}) imports {target} (layer {LAYERS[target]})"
+        for name, (top, _, _) in sorted(graph_.items())
+        for target in sorted(top)
+        if LAYERS[target] > LAYERS[name]
+    ]
+
+
+def cycles(graph_: dict[str, tuple[set[str], set[str], bool]]) -> set[frozenset[str]]:
+    """Return the groups of two or more modules that reach each other, lazy imports counted."""
+    edges = {name: top | lazy for name, (top, lazy, _) in graph_.items()}
+    reach = {name: _reach(edges, name) for name in edges}
+    return {
+        frozenset({name} | {m for m in reach[name] if name in reach[m]})
+        for name in edges
+        if name in reach[name]
+    }
+
+
+def _reach(edges: dict[str, set[str]], start: str) -> set[str]:
+    """Return every module `start` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in edges[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_every_module_has_its_layer():
+    missing = sorted(set(graph()) - set(LAYERS))
+    assert not missing, f"place these in LAYERS (and docs/ARCHITECTURE.md): {missing}"
+    assert not sorted(set(LAYERS) - set(graph())), "LAYERS names a module that is gone"
+
+
+def test_no_module_imports_from_a_layer_above_at_module_level():
+    assert upward(graph()) == []
+
+
+def test_ray_is_imported_only_where_a_sweep_runs():
+    assert sorted(n for n, (_, _, ray) in graph().items() if ray and n not in RAY_MODULES) == []
+
+
+def test_the_only_import_cycles_are_the_listed_ones():
+    assert cycles(graph()) == set(ALLOWED_CYCLES)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "from .trial import run_trial\n",
+            "raymia.metrics (layer 1) imports raymia.trial (layer 4)",
+        ),
+        (
+            "import raymia.sweep.run\n",
+            "raymia.metrics (layer 1) imports raymia.sweep.run (layer 5)",
+        ),
+    ],
+)
+def test_a_deliberately_upward_import_is_caught(source, expected):
+    modules = graph()
+    modules["raymia.metrics"] = imports("raymia.metrics", source, set(modules))
+    assert expected in upward(modules)
+
+
+def test_a_lazy_import_is_not_an_upward_one_but_a_new_cycle_is_caught():
+    modules = graph()
+    lazy = "def f():\n    from .trial import run_trial\n"
+    modules["raymia.metrics"] = imports("raymia.metrics", lazy, set(modules))
+    assert upward(modules) == []
+    assert any("raymia.metrics" in group for group in cycles(modules) - set(ALLOWED_CYCLES))
