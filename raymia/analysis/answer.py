@@ -45,7 +45,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from raymia.analysis.defences import LESS, MORE, SAME, DpCurve, configuration_kind, verdict
+from raymia.analysis.defences import (
+    LESS,
+    MORE,
+    SAME,
+    DpCurve,
+    configuration_kind,
+    seed_count,
+    verdict,
+)
 from raymia.errors import AnalysisError
 from raymia.labels import config_key, config_label
 from raymia.leakage import LEAKAGE_NULLS, finite_number
@@ -133,13 +141,6 @@ def row_interval(row: Mapping[str, Any], column: str) -> tuple[float, float] | N
     return None
 
 
-def _seed_count(row: Mapping[str, Any]) -> int:
-    listed = row.get("seeds")
-    if listed is None or (isinstance(listed, float) and math.isnan(listed)):
-        return 1
-    return max(1, len([s for s in str(listed).split(",") if s.strip()]))
-
-
 @dataclass(frozen=True)
 class Estimate:
     """A configuration's mean of one column over its seeds, with its 95% interval, the
@@ -174,7 +175,7 @@ def estimate(rows: Sequence[Mapping[str, Any]], column: str) -> Estimate | None:
         n, mean, sd = len(x), float(x.mean()), float(x.std(ddof=1))
     else:
         mean, row = values[0]
-        n = _seed_count(row)
+        n = seed_count(row)
         sd = finite_number(row.get(f"{column}_sd")) if n >= 2 else None
         if sd is None:
             own = row_interval(row, column)

@@ -39,8 +39,10 @@ a one-line error (exit 2).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +67,7 @@ __all__ = [
     "DpCurve",
     "canary_configurations",
     "configuration_kind",
+    "seed_count",
     "compare_with_dp",
     "defences_markdown",
     "main",
@@ -87,7 +90,7 @@ def _column(fpr: str) -> str:
     return f"canary_tpr_at_{fpr}"
 
 
-def _seed_count(row: pd.Series) -> int:
+def seed_count(row: Mapping[str, Any]) -> int:
     """Return how many seeds a row stands for: a replicate row's ``seeds`` ("0,1,2"), else 1."""
     listed = row.get("seeds")
     if listed is None or pd.isna(listed) or not str(listed).strip():
@@ -137,7 +140,7 @@ def canary_configurations(df: pd.DataFrame, fpr: str = "1pct") -> pd.DataFrame:
         sel = ok.iloc[members]
         n = k = 0
         for _, trial in sel.iterrows():
-            audited = int(round(float(trial["canary_members"]) * _seed_count(trial)))
+            audited = int(round(float(trial["canary_members"]) * seed_count(trial)))
             n += audited
             k += int(round(float(trial[column]) * audited))
         lo, hi = clopper_pearson(k, n)
