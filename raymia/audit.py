@@ -31,7 +31,16 @@ import torch
 from .config import TrialConfig, parse_trial_config
 from .data import Split, Splits, load_pool
 from .errors import DataError, UsageError, quote, read_text_file, show_path
-from .trial import CONFIG_FILE, MEMBERS_FILE, MODEL_FILE, save_target
+from .train import resolve_device, untrained_model
+from .trial import (
+    CONFIG_FILE,
+    MEMBERS_FILE,
+    MODEL_FILE,
+    measure_model,
+    prepare_data,
+    save_target,
+    trained_split,
+)
 
 __all__ = [
     "CONFIG_FILE",
@@ -70,9 +79,6 @@ def _load_weights(model: torch.nn.Module, weights: Path) -> torch.nn.Module:
 
 def _measure(config: TrialConfig, splits: Splits, canaries: Any, weights: Path) -> dict[str, Any]:
     """Return the audit row of the weights in `weights` trained on `splits`' members."""
-    from .train import resolve_device, untrained_model
-    from .trial import measure_model, trained_split
-
     device = resolve_device(config.device)
     splits = splits.to(device)
     canaries = canaries.to(device) if canaries is not None else None
@@ -84,8 +90,6 @@ def _measure(config: TrialConfig, splits: Splits, canaries: Any, weights: Path) 
 def audit_saved(directory: str | Path) -> dict[str, Any]:
     """Return the row of the target `raymia trial --save-model` wrote to `directory`, measured
     again. Raises DataError / ConfigError (one line) for a missing or mismatched file."""
-    from .trial import prepare_data
-
     root = Path(directory)
     for name in (MODEL_FILE, CONFIG_FILE, MEMBERS_FILE):
         if not (root / name).is_file():
