@@ -299,47 +299,33 @@ def _folder_header(root: Path) -> Description:
     return Description(1 if modes == {"L"} else 3, width, y, y_test)
 
 
-def _read_images(files: list[tuple[str, int]]) -> np.ndarray:
-    """Return the images as float32 (N, C, H, W): grey where every image is, else RGB; one
-    line naming the file for an unreadable image or a size unlike the first one's."""
+def _read_images(files: list[tuple[str, int]], channels: int) -> np.ndarray:
+    """Return the images as float32 (N, C, H, W), grey for 1 channel, else RGB. Sizes,
+    squareness and pixel depth were checked on the headers (`_folder_header`); decoding can
+    still fail: one line naming the file."""
     from PIL import Image, UnidentifiedImageError
 
-    images, modes, size = [], set(), None
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
     for name, _ in files:
         try:
             with Image.open(name) as image:
-                _check_depth(image.mode, name)
-                image.load()
-                mode = "L" if image.mode in _GREY_MODES else "RGB"
-                pixels = image.convert(mode)
-        except DataError:
-            raise
+                arrays.append(np.asarray(image.convert(mode), dtype=np.uint8))
         except (OSError, UnidentifiedImageError, ValueError) as err:
             raise DataError(f"{_show(Path(name))}: not a readable image ({err})") from None
-        if size is None:
-            size = pixels.size
-        elif pixels.size != size:
-            raise DataError(
-                f"{_show(Path(name))}: {pixels.size[0]}x{pixels.size[1]} pixels, unlike the "
-                f"first image's {size[0]}x{size[1]}: expected every image the same size"
-            )
-        modes.add(mode)
-        images.append(pixels)
-    if size is not None and size[0] != size[1]:
-        first = _show(Path(files[0][0]))
-        raise DataError(f"{first}: images are {size[0]}x{size[1]}: expected square images")
-    mode = "L" if modes == {"L"} else "RGB"
-    arrays = [np.asarray(image.convert(mode), dtype=np.uint8) for image in images]
     return _as_nchw(np.stack(arrays), "images")
 
 
-def _read_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+def _read_folder(
+    root: Path, channels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Return (x, y, x_test, y_test) of an ImageFolder root, or of its train/ and test/."""
     files, test_files = _folder_files(root)
-    x, y = _read_images(files), np.array([c for _, c in files], np.int64)
+    x, y = _read_images(files, channels), np.array([c for _, c in files], np.int64)
     if test_files is None:
         return x, y, None, None
-    return x, y, _read_images(test_files), np.array([c for _, c in test_files], np.int64)
+    x_test = _read_images(test_files, channels)
+    return x, y, x_test, np.array([c for _, c in test_files], np.int64)
 
 
 def _check_classes(y: np.ndarray, path: Path) -> int:
@@ -408,7 +394,9 @@ def _describe(signature: tuple) -> Description:
 @functools.lru_cache(maxsize=2)
 def _load(signature: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     path = Path(signature[0])
-    return _read_npz(path) if path.is_file() else _read_folder(path)
+    if path.is_file():
+        return _read_npz(path)
+    return _read_folder(path, _describe(signature).channels)  # the headers checked first
 
 
 def _test_count(images: int) -> int:
