@@ -208,6 +208,16 @@ def has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+@functools.lru_cache(maxsize=8)
+def _probe(arch: str, channels: int, image_size: int, num_classes: int, norm: str) -> nn.Module:
+    """Return a network of `arch` built once per process and data shape, for the checks (never
+    trained: a trial builds its own)."""
+    from .data import DatasetInfo
+
+    info = DatasetInfo("check", channels, image_size, num_classes, 1, 1, 1, 1, flip=False)
+    return build_network(info, arch, 0.0, norm)
+
+
 @functools.lru_cache(maxsize=64)
 def arch_problem(
     arch: str, channels: int, image_size: int, num_classes: int, norm: str
@@ -216,8 +226,6 @@ def arch_problem(
     factory that does not import or returns no module, or a network whose forward pass on two
     images does not give (2, num_classes) logits. Builds the network once per process and
     data shape (cached)."""
-    from .data import DatasetInfo
-
     if arch == AUTO or arch in BUILT_IN:
         return None
     if ":" not in arch and arch not in _torchvision_names():
@@ -225,10 +233,9 @@ def arch_problem(
             f"arch = {quote(arch)}: expected auto, {', '.join(BUILT_IN)}, a torchvision "
             "classification model (e.g. resnet18) or package.module:factory"
         )
-    info = DatasetInfo("check", channels, image_size, num_classes, 1, 1, 1, 1, flip=False)
     images = torch.zeros(2, channels, image_size, image_size)
     try:
-        model = build_network(info, arch, 0.0, norm)
+        model = _probe(arch, channels, image_size, num_classes, norm)
         with torch.no_grad():  # training mode too: some networks answer otherwise there
             outputs = {"training": model.train()(images), "evaluation": model.eval()(images)}
     except ConfigError as err:
@@ -255,12 +262,9 @@ def holds_batch_norm(
 ) -> bool:
     """Return whether the network `arch` builds for this data holds BatchNorm after `norm`
     (cached per process)."""
-    from .data import DatasetInfo
-
     if arch == AUTO or arch in BUILT_IN:
         return norm == "batch"
-    info = DatasetInfo("check", channels, image_size, num_classes, 1, 1, 1, 1, flip=False)
-    return has_batch_norm(build_network(info, arch, 0.0, norm))
+    return has_batch_norm(_probe(arch, channels, image_size, num_classes, norm))
 
 
 def batch_norm_left(config: TrialConfig) -> bool:
