@@ -45,8 +45,8 @@ def inside(row: dict[str, Any], column: str, value: float | None) -> str:
 def measure(config: dict[str, Any], splits: Any, model: Any, device: Any) -> dict[str, Any]:
     """Return the measurement columns of `model` under `config`, with the seconds the
     measurement took apart from training the shadow and reference models (`seconds`)."""
-    from raymia.config import parse_trial_config
-    from raymia.measure import measure_privacy
+    from raymia.trial.config import parse_trial_config
+    from raymia.trial.measure import measure_privacy
 
     parsed = parse_trial_config(config)
     started = time.perf_counter()
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         variants = {"defaults": [], **variants}
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
 
-    from raymia.config import apply_overrides, parse_trial_config
-    from raymia.train import resolve_device, train_model
-    from raymia.trial import prepare_data
+    from raymia.trial.config import apply_overrides, parse_trial_config
+    from raymia.trial.runner import prepare_data
+    from raymia.trial.train import resolve_device, train_model
 
     base: dict[str, Any] = {"dataset": args.dataset, "device": args.device}
     if args.epochs:

@@ -131,7 +131,7 @@ def fresh_result(script: str, args: list[str], what: str) -> dict:
 def local_ray(num_cpus: int, num_gpus: int = 0) -> Iterator[None]:
     """A local Ray of the caller's own (own temp dir, no dashboard, these logical resources),
     shut down afterwards: only what it started, never another Ray on the machine. The tests
-    start theirs through this one too (`tests/local_ray.py`)."""
+    start theirs through this one too (`tests/helpers/local_ray.py`)."""
     import ray
 
     temp_dir = tempfile.mkdtemp(prefix="raymia-local-ray-", dir="/tmp")

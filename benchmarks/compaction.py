@@ -3,7 +3,7 @@
 A sweep directory as the recorder leaves it just before it compacts: `--rows` rows in
 trials.parquet and as many one-row parts after it (about 130 columns a row, as a trial's row
 has; one part in ten a retry of an earlier trial), folded twice, each in a fresh process on
-its own copy: by `raymia.results.compact_trials` (trials.parquet stays in Arrow, the parts are
+its own copy: by `raymia.results.rows.compact_trials` (trials.parquet stays in Arrow, the parts are
 typed a batch at a time) and by the baseline, a fold that reads every row as a Python dict (a
 later row of a trial in the earlier one's place) and types them all at once (what
 `compact_trials` did before). Both give the same rows. Prints each one's seconds and the peak
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from common import fresh_result, scratch
 
-from raymia import results
+from raymia.results import rows as results
 
 COLUMNS = 125  # metric columns of a synthetic row (about 130 with the leading ones)
 

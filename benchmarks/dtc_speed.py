@@ -1,4 +1,4 @@
-"""Benchmark: batched DtC (raymia.dtc.dtc) against the per-sample loop (dtc_reference).
+"""Benchmark: batched DtC (raymia.privacy.dtc.dtc) against the per-sample loop (dtc_reference).
 
 Trains the digits trial's own model (raymia's SmallCNN, the default trial's settings), takes
 500 evaluation samples (250 members, 250 non-members), runs both implementations on the same
@@ -22,13 +22,13 @@ import time
 import numpy as np
 import torch
 
-from raymia.config import parse_trial_config
-from raymia.data import load_splits
-from raymia.dtc import DtcOptions, dtc, dtc_reference, resolve_tau
-from raymia.measure import balanced_evaluation
-from raymia.models import fuse_for_inference
-from raymia.outputs import true_class_margin
-from raymia.train import train_model
+from raymia.data.datasets import load_splits
+from raymia.models.networks import fuse_for_inference
+from raymia.privacy.dtc import DtcOptions, dtc, dtc_reference, resolve_tau
+from raymia.privacy.logits import true_class_margin
+from raymia.trial.config import parse_trial_config
+from raymia.trial.measure import balanced_evaluation
+from raymia.trial.train import train_model
 
 
 def main() -> None:

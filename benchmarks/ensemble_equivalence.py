@@ -21,11 +21,11 @@ import statistics
 
 import torch
 
-from raymia.attacks.reference import train_reference_models
-from raymia.config import parse_trial_config
-from raymia.data import load_splits
-from raymia.train import accuracy
-from raymia.trial import run_trial
+from raymia.data.datasets import load_splits
+from raymia.trial.config import parse_trial_config
+from raymia.trial.reference_models import train_reference_models
+from raymia.trial.runner import run_trial
+from raymia.trial.train import accuracy
 
 PATHS = ("sequential", "ensemble")
 

@@ -138,7 +138,7 @@ def rank_correlations(
     """Return, per attack scored in both runs (`score_<attack>` keys), the Spearman rank
     correlation of its per-sample scores between `reference` and `other`; None where it is
     undefined (constant scores, under 3 samples). NaN scores rank lowest, as
-    `raymia.metrics` counts them least-member. Raises ValueError when both carry
+    `raymia.privacy.metrics` counts them least-member. Raises ValueError when both carry
     `sample_index` and the runs scored different samples or lengths differ."""
     from scipy.stats import spearmanr
 
@@ -351,10 +351,10 @@ def trial_cost_run(
     import torch
     from trial_cost import trial_config
 
-    from raymia.config import parse_trial_config
     from raymia.costs import component, recording
-    from raymia.data import load_pool
-    from raymia.trial import run_trial
+    from raymia.data.datasets import load_pool
+    from raymia.trial.config import parse_trial_config
+    from raymia.trial.runner import run_trial
 
     torch.set_num_threads(threads)
     parsed = parse_trial_config(trial_config(size, epochs, [*settings, f"device={device}"]))
@@ -420,9 +420,9 @@ def reference_run(
     models are."""
     import torch
 
-    from raymia.attacks.reference import reference_training_path, train_reference_models
-    from raymia.config import apply_overrides, parse_trial_config
-    from raymia.trial import resolve_splits
+    from raymia.trial.config import apply_overrides, parse_trial_config
+    from raymia.trial.reference_models import reference_training_path, train_reference_models
+    from raymia.trial.runner import resolve_splits
 
     data = {
         "dataset": "digits",
@@ -475,8 +475,8 @@ def precision_run(
     attacks and leakage figures."""
     import torch
 
-    from raymia.config import apply_overrides, parse_trial_config
-    from raymia.trial import run_trial
+    from raymia.trial.config import apply_overrides, parse_trial_config
+    from raymia.trial.runner import run_trial
 
     config = parse_trial_config(apply_overrides({"dataset": dataset, "device": device}, settings))
     torch.set_num_threads(threads)

@@ -28,10 +28,10 @@ from common import (
     write_grid_space,
 )
 
-from raymia.data import load_pool
+from raymia.data.datasets import load_pool
 from raymia.sweep.run import run_sweep
 from raymia.sweep.settings import SweepSettings
-from raymia.trial import run_trial
+from raymia.trial.runner import run_trial
 
 
 def plain_loop(points: list[dict], trial: dict, threads: int) -> tuple[float, float]:

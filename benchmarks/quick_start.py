@@ -27,7 +27,11 @@ from raymia.sweep.settings import SweepSettings
 # a light trial with nothing varied: the one configuration is the trial defaults
 ONE_TRIAL = [{"dropout": 0.0}]
 #: What a trial's worker imports before its trial starts.
-TRIAL_MODULES = ("ray.tune.trainable.function_trainable", "raymia.sweep.worker", "raymia.trial")
+TRIAL_MODULES = (
+    "ray.tune.trainable.function_trainable",
+    "raymia.sweep.worker",
+    "raymia.trial.runner",
+)
 
 
 def _first_trial(prestart: bool) -> tuple[float, float]:

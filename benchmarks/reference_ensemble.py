@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from common import fresh_result, local_ray, scratch
 
-from raymia.attacks.reference import train_reference_models, training_jobs_run_by
-from raymia.config import TrialConfig
-from raymia.data import load_splits
+from raymia.data.datasets import load_splits
+from raymia.trial.config import TrialConfig
+from raymia.trial.reference_models import train_reference_models, training_jobs_run_by
 
 WAYS = ("sequential", "ensemble", "workers")
 

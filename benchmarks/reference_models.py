@@ -24,10 +24,10 @@ import time
 import torch
 from common import local_ray
 
-from raymia.attacks.reference import train_reference_models, training_jobs_run_by
-from raymia.config import TrialConfig
-from raymia.data import load_splits
+from raymia.data.datasets import load_splits
 from raymia.sweep.reference_tasks import BundleRunner
+from raymia.trial.config import TrialConfig
+from raymia.trial.reference_models import train_reference_models, training_jobs_run_by
 
 
 def main() -> None:

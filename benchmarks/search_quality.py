@@ -5,7 +5,7 @@ each), over the default space's mechanisms (`search_spaces/frontier.yaml`, its `
 block swapped for the light one), `raymia sweep`'s default search (`--search optuna`, the
 sampler the space and the defaults choose) runs against `--search random` at equal budgets,
 once per sampler seed. Each run goes through the command line's own settings
-(`raymia.sweep_cli.settings_from_args`, so the space's `sweep:` block counts as it does for
+(`raymia.sweep.command.settings_from_args`, so the space's `sweep:` block counts as it does for
 `raymia sweep`) and the real `run_sweep`, two trials at a time.
 
 The default search runs once per budget and seed (it may size itself to the budget).
@@ -45,12 +45,12 @@ import yaml
 from common import scratch
 
 from raymia.cli import build_parser
-from raymia.config import attack_options_model
-from raymia.pareto import hypervolume
-from raymia.results import TRIALS_FILE, load_results
-from raymia.space import shipped_space
+from raymia.results.front import hypervolume
+from raymia.results.rows import TRIALS_FILE, load_results
+from raymia.sweep.command import settings_from_args
 from raymia.sweep.run import run_sweep
-from raymia.sweep_cli import settings_from_args
+from raymia.sweep.space import shipped_space
+from raymia.trial.config import attack_options_model
 
 #: About a second per trial on one core: few epochs, a small DtC, no reference models.
 LIGHT_TRIAL: dict[str, Any] = {
@@ -73,6 +73,7 @@ REFERENCE = 1.1  # in normalized units: just past the worst value any run reache
 #: The objectives the search is judged on (three continuous ones: the hypervolume moves with
 #: every trial, where adv_excess is 0 for every trial within chance).
 OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
+
 
 def light_space(path: Path) -> Path:
     """Write the default space with its trial settings swapped for the light trial's (attack

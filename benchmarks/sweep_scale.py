@@ -44,7 +44,7 @@ def synthetic_trainable(params: dict, pool: object = None, timeout: float | None
 
 def one_size(trials: int) -> dict:
     """Run one sweep of `trials` synthetic trials in this process; return its figures."""
-    from raymia import results
+    from raymia.results import rows as results
     from raymia.sweep import run as sweep_run
     from raymia.sweep.run import run_sweep
     from raymia.sweep.settings import SweepSettings

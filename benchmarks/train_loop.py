@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from raymia.config import parse_trial_config
-from raymia.data import load_splits
-from raymia.models import build_model
-from raymia.train import train_model
+from raymia.data.datasets import load_splits
+from raymia.models.networks import build_model
+from raymia.trial.config import parse_trial_config
+from raymia.trial.train import train_model
 
 
 def bare_loop(splits, epochs: int, batch_size: int, seed: int) -> float:

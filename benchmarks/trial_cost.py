@@ -53,8 +53,8 @@ REFERENCE = "reference training"
 
 def trial_config(size: str, epochs: int | None, settings: list[str]) -> dict[str, Any]:
     """Return the trial config of one benchmark size, with `--epochs` and `--set` applied
-    as `raymia trial --set` applies them (:func:`raymia.config.apply_overrides`)."""
-    from raymia.config import apply_overrides
+    as `raymia trial --set` applies them (:func:`raymia.trial.config.apply_overrides`)."""
+    from raymia.trial.config import apply_overrides
 
     config: dict[str, Any] = dict(SIZES[size])
     if epochs is not None:
@@ -67,10 +67,10 @@ def run_size(config: dict[str, Any], threads: int) -> dict[str, Any]:
     samples and each part's seconds and peak memory."""
     import torch
 
-    from raymia.config import parse_trial_config
     from raymia.costs import component, recording
-    from raymia.data import load_pool
-    from raymia.trial import run_trial
+    from raymia.data.datasets import load_pool
+    from raymia.trial.config import parse_trial_config
+    from raymia.trial.runner import run_trial
 
     torch.set_num_threads(threads)
     parsed = parse_trial_config(config)

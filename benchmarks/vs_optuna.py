@@ -38,12 +38,12 @@ import numpy as np
 import optuna
 from common import TRIAL, alternating_runs, scratch, write_search_space
 
-from raymia.data import load_pool
-from raymia.pareto import default_reference, hypervolume, parse_objectives
-from raymia.space import load_space
+from raymia.data.datasets import load_pool
+from raymia.results.front import default_reference, hypervolume, parse_objectives
 from raymia.sweep.run import make_sampler, run_sweep
 from raymia.sweep.settings import SweepSettings
-from raymia.trial import run_trial
+from raymia.sweep.space import load_space
+from raymia.trial.runner import run_trial
 
 OBJECTIVES = "acc:max,adv:min,dtc_adv:min"
 # NSGA-II on both sides, its population sized to the budget as raymia sizes it: a sampler whose

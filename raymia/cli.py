@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .errors import ConfigError, UsageError, UserError, bound_quoted, one_line, show_path
-from .sweep_cli import add_sweep_parser
+from raymia.errors import ConfigError, UsageError, UserError, bound_quoted, one_line, show_path
+from raymia.sweep.command import add_sweep_parser
 
 EXIT_BAD_INPUT = 2
 
@@ -77,7 +77,8 @@ def _add_audit_parser(subparsers: Any) -> None:
 def _add_trial_settings(p: argparse.ArgumentParser) -> None:
     """Add the flags that state a trial's settings (--config, --dataset, --set, ...)."""
     p.add_argument("--config", metavar="FILE", help="YAML file with trial settings")
-    # Written out so that --help imports no torch; a test checks it names raymia.data.DATASETS.
+    # Written out so that --help imports no torch; a test checks it names
+    # raymia.data.datasets.DATASETS.
     p.add_argument(
         "--dataset",
         help="digits (default), mnist-5k, fashion-mnist, cifar10, cifar100, synthetic-cifar10 "
@@ -116,7 +117,7 @@ def _json_safe(value: Any) -> Any:
 
 def trial_config_from_args(args: argparse.Namespace) -> Any:
     """Return the validated TrialConfig that the trial flags describe."""
-    from .config import apply_overrides, load_yaml, parse_trial_config
+    from raymia.trial.config import apply_overrides, load_yaml, parse_trial_config
 
     data: dict[str, Any] = {}
     source = "--set"
@@ -140,8 +141,8 @@ def trial_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
-    from .train import TrainingDiverged, resolve_device
-    from .trial import run_trial
+    from raymia.trial.runner import run_trial
+    from raymia.trial.train import TrainingDiverged, resolve_device
 
     config = trial_config_from_args(args)
     resolve_device(config.device)  # a device that is not there fails here, before any work
@@ -155,7 +156,7 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
 def _print_row(row: dict[str, Any], as_json: bool) -> int:
     """Print a trial's or an audit's row (JSON, or the short report); return exit code 0."""
-    from .labels import active_mechanisms
+    from raymia.results.labels import active_mechanisms
 
     row.pop("scores", None)
     if as_json:
@@ -168,7 +169,7 @@ def _print_row(row: dict[str, Any], as_json: bool) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     import torch
 
-    from .audit import CONFIG_FILE, audit_external, audit_saved
+    from raymia.trial.audit import CONFIG_FILE, audit_external, audit_saved
 
     external = args.weights is not None or args.members is not None
     if args.dir is not None and external:
@@ -210,7 +211,7 @@ _SYNTHETIC_NOTE = "SYNTHETIC images: for cost and throughput, not for conclusion
 
 def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
     """Return a trial's result as a short human-readable report."""
-    from .data import DATASETS
+    from raymia.data.datasets import DATASETS
 
     info = DATASETS.get(row["dataset"])
     synthetic = info is not None and info.synthetic
@@ -223,7 +224,7 @@ def format_row(row: dict[str, Any], active: dict[str, float]) -> str:
         f"{'attack':<18}{'adv':>7}  {'95% CI':<15}{'AUC':>7}{'null q95':>10}{'p':>8}"
         f"{'calibrated':>12}",
     ]
-    from .attacks import REGISTRY as ATTACKS
+    from raymia.attacks import REGISTRY as ATTACKS
 
     for name in (a for a in ATTACKS if f"{a}_adv" in row and f"{a}_auc" in row):
         lo, hi = row.get(f"{name}_adv_lo"), row.get(f"{name}_adv_hi")

@@ -11,12 +11,12 @@ import re
 import sys
 from pathlib import Path
 
-from .attacks import REGISTRY as ATTACKS
-from .data import DATASETS
-from .errors import UsageError, UserError, one_line, read_text_file
-from .mechanisms import REGISTRY as MECHANISMS
-from .mechanisms.base import Mechanism
-from .tables import markdown_table
+from raymia.attacks import REGISTRY as ATTACKS
+from raymia.data.datasets import DATASETS
+from raymia.errors import UsageError, UserError, one_line, read_text_file
+from raymia.mechanisms import REGISTRY as MECHANISMS
+from raymia.mechanisms.base import Mechanism
+from raymia.results.tables import markdown_table
 
 __all__ = ["README", "attack_table", "mechanism_table", "render", "tables"]
 
@@ -105,7 +105,7 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or, with --check, compare) the README's generated tables; return the exit code."""
-    from .cli import _Parser  # a bad flag: one line, as in `raymia`
+    from raymia.cli import _Parser  # a bad flag: one line, as in `raymia`
 
     parser = _Parser(prog="python -m raymia.readme", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if the README is stale")

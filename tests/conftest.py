@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raymia.data import Splits, load_splits
+from raymia.data.datasets import Splits, load_splits
 
 torch.set_num_threads(1)
 

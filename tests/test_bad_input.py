@@ -124,7 +124,7 @@ def test_an_alias_bomb_where_a_value_is_expected_is_refused_before_it_is_built(t
 
 def test_yaml_that_is_whole_still_loads(tmp_path):
     """Anchors, aliases and merge keys within the budget keep working."""
-    from raymia.config import load_yaml
+    from raymia.trial.config import load_yaml
 
     path = tmp_path / "trial.yaml"
     path.write_text("\ufeffbase: &b {epochs: 2}\nrun: {<<: *b, seed: 1}\nagain: *b\n")
@@ -170,9 +170,9 @@ def test_data_root_that_is_a_file(tmp_path, capsys):
 
 def _sweep_dir(path: Path) -> Path:
     """Return a stopped sweep at `path`: sweep.json, space.yaml, one row, a journal line."""
-    from raymia.results import write_trials
-    from raymia.space import shipped_space
+    from raymia.results.rows import write_trials
     from raymia.sweep.settings import SweepSettings, save_settings
+    from raymia.sweep.space import shipped_space
 
     path.mkdir()
     save_settings(SweepSettings(space=str(shipped_space("frontier")), out=str(path)), path)

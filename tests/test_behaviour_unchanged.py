@@ -5,7 +5,7 @@ and every number computed from stored arrays), parts that depend on float kernel
 through inference (stored weights give the stored logits, to a tolerance rounding cannot
 exceed), and training, which is deterministic on one machine but rounds differently on another
 (AVX-512 and AMX against AVX2 kernels): the same trial twice in one process gives the same row,
-and on the machine the record was made on, the stored row. See tests/behaviour_record.py;
+and on the machine the record was made on, the stored row. See tests/helpers/behaviour_record.py;
 regenerate the record only for a deliberate change of behaviour.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from behaviour_record import (
+from helpers.behaviour_record import (
     CONFIGS,
     _splits,
     canary_draws,
@@ -35,15 +35,15 @@ from behaviour_record import (
     run,
     stable,
 )
-from behaviour_record import protocol as draw_protocol
+from helpers.behaviour_record import protocol as draw_protocol
 
 from raymia.attacks import REGISTRY as ATTACKS
 from raymia.attacks import scores_from_logits
-from raymia.dtc import DtcResult, balanced_rows, resolve_tau, summarize_dtc
-from raymia.leakage import excess
-from raymia.measure import balanced_evaluation, leakage_columns
-from raymia.models import fuse_for_inference
-from raymia.outputs import true_class_margin
+from raymia.models.networks import fuse_for_inference
+from raymia.privacy.dtc import DtcResult, balanced_rows, resolve_tau, summarize_dtc
+from raymia.privacy.leakage import excess
+from raymia.privacy.logits import true_class_margin
+from raymia.trial.measure import balanced_evaluation, leakage_columns
 
 REL = 1e-9
 #: Inference of stored weights: kernels of other CPUs round the float32 logits differently,
@@ -280,10 +280,10 @@ def test_the_comparison_catches_a_changed_value():
 
 
 def test_a_changed_draw_is_caught(monkeypatch):
-    import raymia.measure
+    import raymia.trial.measure
 
     monkeypatch.setattr(
-        raymia.measure,
+        raymia.trial.measure,
         "balanced_evaluation",
         lambda members, non_members, seed: balanced_evaluation(members, non_members, seed + 1),
     )
@@ -292,11 +292,11 @@ def test_a_changed_draw_is_caught(monkeypatch):
 
 
 def test_a_changed_interval_is_caught(monkeypatch):
-    import raymia.metrics
+    import raymia.privacy.metrics
 
-    real = raymia.metrics.clopper_pearson
+    real = raymia.privacy.metrics.clopper_pearson
     monkeypatch.setattr(
-        raymia.metrics, "clopper_pearson", lambda k, n, level=0.95: real(k, n, level - 0.01)
+        raymia.privacy.metrics, "clopper_pearson", lambda k, n, level=0.95: real(k, n, level - 0.01)
     )
     changed = check_leakage(NAMES[0])
     assert changed and all("tpr_at" in key for key in changed), changed

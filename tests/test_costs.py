@@ -44,7 +44,7 @@ def test_a_components_peak_memory_is_its_own():
 
 @pytest.mark.slow
 def test_the_row_says_what_the_reference_models_cost():
-    from raymia.trial import run_trial
+    from raymia.trial.runner import run_trial
 
     base = {
         "epochs": 1,
@@ -65,7 +65,7 @@ def test_the_row_says_what_the_reference_models_cost():
 def test_inference_rows_follow_the_device_and_the_image_size():
     import torch
 
-    from raymia.outputs import ACCELERATOR_ROWS, CPU_ROWS, rows_per_pass
+    from raymia.privacy.logits import ACCELERATOR_ROWS, CPU_ROWS, rows_per_pass
 
     cpu = torch.device("cpu")
     digits, mnist, cifar = (
@@ -80,8 +80,8 @@ def test_inference_rows_follow_the_device_and_the_image_size():
 def test_chunking_changes_no_score_beyond_rounding(digits):
     import numpy as np
 
-    from raymia.models import build_model
-    from raymia.outputs import chunked
+    from raymia.models.networks import build_model
+    from raymia.privacy.logits import chunked
 
     model = build_model(digits.info).eval()
     x, y = digits.members.x, digits.members.y

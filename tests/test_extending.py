@@ -7,21 +7,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raymia.analysis.mechanisms import mechanism_summary, mechanisms_markdown
+from raymia.analysis.configurations import mechanism_summary, mechanisms_markdown
 from raymia.attacks import Attack
 from raymia.attacks import register as register_attack
 from raymia.attacks import unregister as unregister_attack
 from raymia.errors import ConfigError
-from raymia.labels import config_label
 from raymia.mechanisms import Batch, Mechanism, Setting, register, unregister
-from raymia.pareto import parse_objectives
 from raymia.readme import attack_table, mechanism_table
-from raymia.results import load_results, write_trials
-from raymia.space import load_space
+from raymia.results.front import parse_objectives
+from raymia.results.labels import config_label
+from raymia.results.rows import load_results, write_trials
+from raymia.results.tables import front_table
 from raymia.sweep.settings import SweepSettings, check_settings
+from raymia.sweep.space import load_space
 from raymia.sweep.worker import trial_config
-from raymia.tables import front_table
-from raymia.trial import run_trial
+from raymia.trial.runner import run_trial
 
 
 class ToyDim(Mechanism):

@@ -5,106 +5,30 @@ or not, but those listed here with their reason."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "raymia"
 
-HELPERS, REGISTRIES, SETTINGS, TRIAL, DRIVERS = 1, 2, 3, 4, 5
-#: Every module's layer (docs/ARCHITECTURE.md, "Data flow"); a package's own __init__ is
-#: named by the package. A new module is placed here, where ARCHITECTURE places it.
+CORE, DATA, MODELS, PRIVACY, REGISTRIES, TRIAL, RESULTS, SWEEP, DRIVERS = range(1, 10)
+#: Each layer's packages and top-level modules (docs/ARCHITECTURE.md, "Layers"): a module
+#: sits in its package's layer. A new package or top-level module is placed here, where
+#: ARCHITECTURE places it.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        [
-            "raymia",
-            "raymia.errors",
-            "raymia.registry",
-            "raymia.deadline",
-            "raymia.costs",
-            "raymia.storage",
-            "raymia.outputs",
-            "raymia.metrics",
-            "raymia.leakage",
-            "raymia.privacy_audit",
-            "raymia.one_run_audit",
-            "raymia.data",
-            "raymia.file_data",
-            "raymia.models",
-            "raymia.architectures",
-            "raymia.batches",
-            "raymia.ensemble",
-            "raymia.dtc",
-            "raymia.canaries",
-            "raymia.results",
-            "raymia.pareto",
-            "raymia.sweep.settings",
-        ],
-        HELPERS,
+        ["raymia", "raymia.errors", "raymia.registry", "raymia.deadline", "raymia.costs"], CORE
     ),
-    **dict.fromkeys(
-        [
-            "raymia.mechanisms",
-            "raymia.mechanisms.base",
-            "raymia.mechanisms.registry",
-            "raymia.mechanisms.inputs",
-            "raymia.mechanisms.outputs",
-            "raymia.mechanisms.model",
-            "raymia.mechanisms.training",
-            "raymia.attacks",
-            "raymia.attacks.registry",
-            "raymia.attacks.scoring",
-            "raymia.attacks.loss",
-            "raymia.attacks.confidence",
-            "raymia.attacks.entropy",
-            "raymia.attacks.modified_entropy",
-            "raymia.attacks.merlin",
-            "raymia.attacks.lira",
-            "raymia.attacks.rmia",
-        ],
-        REGISTRIES,
-    ),
-    **dict.fromkeys(["raymia.config", "raymia.labels", "raymia.tables", "raymia.importance"], 3),
-    **dict.fromkeys(
-        [
-            "raymia.train",
-            "raymia.attacks.reference",
-            "raymia.measure",
-            "raymia.trial",
-            "raymia.audit",
-            "raymia.space",
-        ],
-        TRIAL,
-    ),
-    **dict.fromkeys(
-        [
-            "raymia.sweep",
-            "raymia.sweep.run",
-            "raymia.sweep.worker",
-            "raymia.sweep.recorder",
-            "raymia.sweep.journal",
-            "raymia.sweep.disk",
-            "raymia.sweep.sampler",
-            "raymia.sweep.scheduler",
-            "raymia.sweep.window",
-            "raymia.sweep.capacity",
-            "raymia.sweep.reference_tasks",
-            "raymia.cli",
-            "raymia.sweep_cli",
-            "raymia.cluster_config",
-            "raymia.readme",
-            "raymia.analysis",
-            "raymia.analysis.common",
-            "raymia.analysis.answer",
-            "raymia.analysis.defences",
-            "raymia.analysis.mechanisms",
-            "raymia.analysis.pareto",
-            "raymia.analysis.report",
-            "raymia.analysis.reproduction",
-            "raymia.analysis.roc",
-        ],
-        DRIVERS,
-    ),
+    "raymia.data": DATA,
+    "raymia.models": MODELS,
+    "raymia.privacy": PRIVACY,
+    "raymia.mechanisms": REGISTRIES,
+    "raymia.attacks": REGISTRIES,
+    "raymia.trial": TRIAL,
+    "raymia.results": RESULTS,
+    "raymia.sweep": SWEEP,
+    **dict.fromkeys(["raymia.analysis", "raymia.cli", "raymia.readme"], DRIVERS),
 }
 #: The modules that may import Ray: the sweep's own, and the cluster file's offline check.
 RAY_MODULES = {
@@ -116,19 +40,32 @@ RAY_MODULES = {
     "raymia.sweep.window",
     "raymia.sweep.capacity",
     "raymia.sweep.reference_tasks",
-    "raymia.cluster_config",
+    "raymia.sweep.cluster_config",
 }
 #: The import cycles allowed, each through a lazy import, with why.
 ALLOWED_CYCLES = {
-    frozenset({"raymia.data", "raymia.file_data"}): (
-        "data names every data set, so it hands a path to file_data, which builds data's "
+    frozenset({"raymia.data.datasets", "raymia.data.files"}): (
+        "datasets names every data set, so it hands a path to files, which builds datasets' "
         "DatasetInfo and Pool; both lazy in one direction"
     ),
-    frozenset({"raymia.space", "raymia.sweep.settings"}): (
+    frozenset({"raymia.sweep.space", "raymia.sweep.settings"}): (
         "settings is what the command line's parser reads without loading the trial layer; "
         "its checks, run later, read the space"
     ),
 }
+#: Module names that more than one package uses, each for the same kind of thing.
+SHARED_NAMES = {
+    "registry": "the registry of mechanisms, of attacks, and the Registry class they are",
+}
+
+
+def layer(module: str) -> int:
+    """Return a module's layer: its own entry in LAYERS, else its package's."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in LAYERS:
+            return LAYERS[".".join(parts[:end])]
+    raise KeyError(module)
 
 
 def module_name(path: Path) -> str:
@@ -196,10 +133,10 @@ def graph() -> dict[str, tuple[set[str], set[str], bool]]:
 def upward(graph_: dict[str, tuple[set[str], set[str], bool]]) -> list[str]:
     """Return each module-level import from a lower layer into a higher one."""
     return [
-        f"{name} (layer {LAYERS[name]}) imports {target} (layer {LAYERS[target]})"
+        f"{name} (layer {layer(name)}) imports {target} (layer {layer(target)})"
         for name, (top, _, _) in sorted(graph_.items())
         for target in sorted(top)
-        if LAYERS[target] > LAYERS[name]
+        if layer(target) > layer(name)
     ]
 
 
@@ -227,9 +164,42 @@ def _reach(edges: dict[str, set[str]], start: str) -> set[str]:
 
 
 def test_every_module_has_its_layer():
-    missing = sorted(set(graph()) - set(LAYERS))
+    placed = {name: _placed(name) for name in graph()}
+    missing = sorted(name for name, ok in placed.items() if not ok)
     assert not missing, f"place these in LAYERS (and docs/ARCHITECTURE.md): {missing}"
-    assert not sorted(set(LAYERS) - set(graph())), "LAYERS names a module that is gone"
+    gone = sorted(set(LAYERS) - set(graph()))
+    assert not gone, f"LAYERS names a module or package that is gone: {gone}"
+
+
+def _placed(name: str) -> bool:
+    try:
+        layer(name)
+    except KeyError:
+        return False
+    return True
+
+
+def test_no_two_modules_share_a_name_for_different_things():
+    paths = [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"]
+    names = [p.stem for p in paths] + [p.name for p in PACKAGE.rglob("*") if p.is_dir()]
+    shared = sorted({n for n in names if names.count(n) > 1} - set(SHARED_NAMES) - {"__pycache__"})
+    assert shared == [], [str(p.relative_to(PACKAGE)) for p in paths if p.stem in shared]
+
+
+def test_the_layers_of_architecture_are_the_packages_here():
+    text = (PACKAGE.parent / "docs" / "ARCHITECTURE.md").read_text()
+    listed = text[text.index("Layers, lowest first") : text.index("Ray is imported only")]
+    items = dict(
+        (int(number), item)
+        for number, item in re.findall(r"\n(\d)\. (.*?)(?=\n\d\. |\Z)", listed, re.S)
+    )
+    assert sorted(items) == list(range(1, DRIVERS + 1))
+    for name, number in LAYERS.items():
+        short = name.removeprefix("raymia.")
+        if name == "raymia":
+            continue
+        package = (PACKAGE / short).is_dir()
+        assert (f"`{short}/`" if package else f"`{short}`") in items[number], (name, number)
 
 
 def test_no_module_imports_from_a_layer_above_at_module_level():
@@ -248,24 +218,24 @@ def test_the_only_import_cycles_are_the_listed_ones():
     ("source", "expected"),
     [
         (
-            "from .trial import run_trial\n",
-            "raymia.metrics (layer 1) imports raymia.trial (layer 4)",
+            "from ..trial.runner import run_trial\n",
+            "raymia.privacy.metrics (layer 4) imports raymia.trial.runner (layer 6)",
         ),
         (
             "import raymia.sweep.run\n",
-            "raymia.metrics (layer 1) imports raymia.sweep.run (layer 5)",
+            "raymia.privacy.metrics (layer 4) imports raymia.sweep.run (layer 8)",
         ),
     ],
 )
 def test_a_deliberately_upward_import_is_caught(source, expected):
     modules = graph()
-    modules["raymia.metrics"] = imports("raymia.metrics", source, set(modules))
+    modules["raymia.privacy.metrics"] = imports("raymia.privacy.metrics", source, set(modules))
     assert expected in upward(modules)
 
 
 def test_a_lazy_import_is_not_an_upward_one_but_a_new_cycle_is_caught():
     modules = graph()
-    lazy = "def f():\n    from .trial import run_trial\n"
-    modules["raymia.metrics"] = imports("raymia.metrics", lazy, set(modules))
+    lazy = "def f():\n    from raymia.trial.runner import run_trial\n"
+    modules["raymia.privacy.metrics"] = imports("raymia.privacy.metrics", lazy, set(modules))
     assert upward(modules) == []
-    assert any("raymia.metrics" in group for group in cycles(modules) - set(ALLOWED_CYCLES))
+    assert any("raymia.privacy.metrics" in group for group in cycles(modules) - set(ALLOWED_CYCLES))

@@ -2,5 +2,5 @@
 
 Each module is a script too: ``python analysis/pareto.py DIR`` (the files in the repository's
 ``analysis/`` folder run these modules) or ``python -m raymia.analysis.pareto DIR``. They
-read Parquet only, through `raymia.results`, and never import Ray.
+read Parquet only, through `raymia.results.rows`, and never import Ray.
 """

@@ -5,7 +5,7 @@ leakage does it remove, and is that better than DP-SGD?". This module reads a sw
 answers that for accuracy budgets, with each figure's noise:
 
 1. *Configurations.* Completed trials are grouped by configuration (the mechanisms on, with
-   their strengths: `raymia.labels.config_key`). A configuration's value of a column is the
+   their strengths: `raymia.results.labels.config_key`). A configuration's value of a column is the
    mean over its seeds; its 95% interval is the t-interval of that mean where it has two or
    more seeds (a grid's rows, or a replicate row's ``<column>_sd``), else the row's own
    interval (:func:`row_interval`: the DKW interval of the best attack's advantage, the
@@ -55,12 +55,12 @@ from raymia.analysis.defences import (
     verdict,
 )
 from raymia.errors import AnalysisError
-from raymia.labels import config_key, config_label
-from raymia.leakage import LEAKAGE_NULLS, finite_number
-from raymia.pareto import Objective
-from raymia.results import ok_trials
+from raymia.privacy.leakage import LEAKAGE_NULLS, finite_number
+from raymia.results.front import Objective
+from raymia.results.labels import config_key, config_label
+from raymia.results.rows import ok_trials
+from raymia.results.tables import fmt, markdown_table
 from raymia.sweep.settings import DEFAULT_BUDGETS, parse_budgets
-from raymia.tables import fmt, markdown_table
 
 __all__ = [
     "BUDGETS",
@@ -572,8 +572,8 @@ def front_summary(df: pd.DataFrame, objectives: Sequence[Objective]) -> tuple[st
     trials within noise (labelled, best first by the first objective) with an ``on_front``
     column (on the plain Pareto front). The sentence says why where the plain front holds
     more than half of the trials."""
-    from raymia.labels import add_labels
-    from raymia.pareto import pareto_front
+    from raymia.results.front import pareto_front
+    from raymia.results.labels import add_labels
 
     ok = ok_trials(df)
     plain = pareto_front(df, objectives)

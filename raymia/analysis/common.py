@@ -1,10 +1,11 @@
 """Shared pieces of the analysis scripts: loading sweeps, the attacks measured, objectives,
 output files and the command line.
 
-Everything here reads Parquet through `raymia.results` and never imports Ray: the scripts
+Everything here reads Parquet through `raymia.results.rows` and never imports Ray: the scripts
 must run on a laptop holding nothing but the sweep directories. Matplotlib is switched to
 the Agg backend on import, so no script ever needs a display. Configuration labels and
-Markdown tables come from `raymia.labels` and `raymia.tables`, which the sweep shares.
+Markdown tables come from `raymia.results.labels` and `raymia.results.tables`, which the sweep
+shares.
 
 User errors (a directory without ``trials.parquet``, an unknown objective column, a sweep
 with no completed trial) are raised as `raymia.errors.UserError`s (`AnalysisError`,
@@ -31,9 +32,9 @@ import pandas as pd
 
 from raymia.attacks import REGISTRY as ATTACKS
 from raymia.errors import AnalysisError, UserError, bound_quoted, one_line, show_path
-from raymia.leakage import leakage_verdict
-from raymia.pareto import ALIASES, Objective, parse_objectives
-from raymia.results import load_results, ok_trials
+from raymia.privacy.leakage import leakage_verdict
+from raymia.results.front import ALIASES, Objective, parse_objectives
+from raymia.results.rows import load_results, ok_trials
 from raymia.sweep.settings import DEFAULT_BUDGETS, DEFAULT_OBJECTIVES, budgets_argument
 
 __all__ = [
@@ -116,7 +117,7 @@ def attacks_in(df: pd.DataFrame) -> list[str]:
 
 
 def leakage_verdicts(df: pd.DataFrame) -> pd.Series:
-    """Return `raymia.leakage.leakage_verdict` of every row of ``df``, on ``df``'s index."""
+    """Return `raymia.privacy.leakage.leakage_verdict` of every row of ``df``, on ``df``'s index."""
     if df.empty:
         return pd.Series(dtype=str, index=df.index)
     return df.apply(leakage_verdict, axis=1)

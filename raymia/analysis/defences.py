@@ -11,7 +11,7 @@ the unregularized model. The rules:
 
 1. *Configurations.* Completed trials with canary leakage are grouped by configuration
    (mechanisms with strengths; training settings that differ keep trials apart, as in
-   ``analysis/mechanisms.py``). A configuration's accuracy is the mean ``test_acc`` of its
+   ``analysis/configurations.py``). A configuration's accuracy is the mean ``test_acc`` of its
    trials; its canary TPR at the FPR chosen (``canary_tpr_at_1pct`` by default) pools its
    seeds: k of n member canaries found (each trial's TPR times its member canaries), TPR =
    k / n with the exact 95% Clopper-Pearson interval of k of n (one trial: the row's own).
@@ -49,14 +49,14 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from raymia.analysis import common
-from raymia.analysis.mechanisms import SETTINGS
+from raymia.analysis.configurations import SETTINGS
 from raymia.errors import AnalysisError
-from raymia.labels import config_key, config_label
 from raymia.mechanisms import REGISTRY
 from raymia.mechanisms.registry import riders
-from raymia.metrics import clopper_pearson
-from raymia.results import ok_trials
-from raymia.tables import fmt, markdown_table
+from raymia.privacy.metrics import clopper_pearson
+from raymia.results.labels import config_key, config_label
+from raymia.results.rows import ok_trials
+from raymia.results.tables import fmt, markdown_table
 
 __all__ = [
     "FPRS",

@@ -32,10 +32,10 @@ from matplotlib.lines import Line2D
 
 from raymia.analysis import common
 from raymia.analysis.answer import row_interval, row_null
-from raymia.labels import NONE_LABEL, add_labels
-from raymia.pareto import Objective, pareto_front
-from raymia.results import ok_trials
-from raymia.tables import front_markdown, front_trials
+from raymia.results.front import Objective, pareto_front
+from raymia.results.labels import NONE_LABEL, add_labels
+from raymia.results.rows import ok_trials
+from raymia.results.tables import front_markdown, front_trials
 
 __all__ = ["main", "null_band", "pareto_figure", "plot_pareto"]
 

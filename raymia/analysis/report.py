@@ -13,10 +13,10 @@ Writes ``DIR/report.md`` and its figures under ``DIR/figures/``:
 - the Pareto front and the trials within noise of it as a table, and ``pareto.png``
   (`analysis.pareto`);
 - ``hypervolume.png``: the hypervolume of the front after each completed trial, in the
-  order they finished (`raymia.pareto.hypervolume_trace` against `default_reference`), and
+  order they finished (`raymia.results.front.hypervolume_trace` against `default_reference`), and
   a sentence on whether the search has flattened (see `convergence_sentence`);
 - which mechanisms matter: each searched mechanism's importance for each objective and the
-  front's configurations by their active mechanisms (`raymia.importance`);
+  front's configurations by their active mechanisms (`raymia.results.importance`);
 - the mechanism table (`analysis.mechanisms`);
 - ``roc-<trial>.png`` for the first ``--max-roc`` front trials (`analysis.roc`);
 - the failed or diverged trials with their errors.
@@ -34,20 +34,20 @@ import pandas as pd
 
 from raymia.analysis import common
 from raymia.analysis.answer import BUDGETS, answer_text, front_summary
-from raymia.analysis.mechanisms import TOLERANCE, mechanism_summary, mechanisms_markdown
+from raymia.analysis.configurations import TOLERANCE, mechanism_summary, mechanisms_markdown
 from raymia.analysis.pareto import plot_pareto
 from raymia.analysis.roc import plot_trial, roc_png_name
 from raymia.errors import ConfigError, ResultsError
-from raymia.importance import (
+from raymia.privacy.leakage import NOT_DETECTABLE, UNKNOWN
+from raymia.results.front import Objective, default_reference, hypervolume_trace
+from raymia.results.importance import (
     front_configurations,
     front_mechanism_sets,
     front_mechanism_sets_markdown,
     importance_summary,
 )
-from raymia.leakage import NOT_DETECTABLE, UNKNOWN
-from raymia.pareto import Objective, default_reference, hypervolume_trace
-from raymia.results import ok_trials
-from raymia.tables import front_markdown, front_trials, markdown_table
+from raymia.results.rows import ok_trials
+from raymia.results.tables import front_markdown, front_trials, markdown_table
 
 __all__ = ["REPORT_FILE", "convergence_sentence", "main", "plot_hypervolume", "write_report"]
 
@@ -149,7 +149,7 @@ def leakage_sentence(ok: pd.DataFrame) -> str:
 
     A trial shows "no detectable leakage" when its best attack's advantage (`adv`) and its
     DtC advantage (`dtc_adv`) both lie within their permutation nulls' 95th percentiles
-    (`raymia.leakage.leakage_verdict`); such trials are listed by id.
+    (`raymia.privacy.leakage.leakage_verdict`); such trials are listed by id.
     """
     verdicts = common.leakage_verdicts(ok)
     quiet = ok.loc[verdicts == NOT_DETECTABLE, "trial_id"].astype(str).tolist()
@@ -170,11 +170,12 @@ def which_mechanisms_matter(
     sweep_dir: Path, df: pd.DataFrame, objectives: list[Objective]
 ) -> list[str]:
     """Return the report's lines on which mechanisms matter: the importance of each searched
-    mechanism for each objective (`raymia.importance.importance_summary`, with the domains of
+    mechanism for each objective (`raymia.results.importance.importance_summary`, with the domains
+    of
     the sweep's ``space.yaml`` when it loads) and the front's configurations grouped by the
     set of mechanisms they switch on."""
-    from raymia.space import load_space
     from raymia.sweep.settings import SPACE_FILE
+    from raymia.sweep.space import load_space
 
     try:
         space = load_space(sweep_dir / SPACE_FILE)

@@ -12,7 +12,7 @@ the numbers that bear on it and whether they reproduce it, by these rules (means
    ``adv`` above the baseline's mean plus one baseline standard deviation.
 2. *DP-SGD lowers advantage at an accuracy cost*: the strongest DP-SGD noise has both a lower
    mean ``adv`` and a lower mean test accuracy than the baseline.
-3. *Some combination beats the best single mechanism*: `analysis/mechanisms.py`'s rule says
+3. *Some combination beats the best single mechanism*: `analysis/configurations.py`'s rule says
    "yes" for at least one combination.
 4. *DtC still separates members where the attacks fail*: trials where the best attack's
    advantage does not clear the null of the maximum over attacks (``adv_p`` > 0.05) but DtC's
@@ -45,13 +45,13 @@ import numpy as np
 import pandas as pd
 
 from raymia.analysis import common
+from raymia.analysis.configurations import SETTINGS, mechanism_summary
 from raymia.analysis.defences import canary_configurations, defences_markdown
-from raymia.analysis.mechanisms import SETTINGS, mechanism_summary
 from raymia.errors import AnalysisError, ResultsError
-from raymia.labels import add_labels
-from raymia.metrics import null_advantage
-from raymia.results import load_scores, ok_trials
-from raymia.tables import fmt, markdown_table
+from raymia.privacy.metrics import null_advantage
+from raymia.results.labels import add_labels
+from raymia.results.rows import load_scores, ok_trials
+from raymia.results.tables import fmt, markdown_table
 
 ALPHA = 0.05
 

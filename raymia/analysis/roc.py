@@ -26,9 +26,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from raymia.analysis import common
 from raymia.errors import AnalysisError, ResultsError
-from raymia.labels import config_label
-from raymia.results import load_scores, scores_path
-from raymia.tables import fmt
+from raymia.results.labels import config_label
+from raymia.results.rows import load_scores, scores_path
+from raymia.results.tables import fmt
 
 __all__ = ["main", "plot_trial", "roc_png_name"]
 

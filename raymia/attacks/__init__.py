@@ -8,15 +8,15 @@ declares and :func:`score_all` for running them.
 
 from __future__ import annotations
 
-from ..registry import import_submodules
-from .registry import REGISTRY, Attack, Target, register, unregister
-from .scoring import score_all, scores_from_logits
+from raymia.attacks.registry import REGISTRY, Attack, Target, register, unregister
+from raymia.attacks.scoring import score_all, scores_from_logits
+from raymia.registry import import_submodules
 
 import_submodules(__name__, __path__, skip={"registry", "scoring", "reference"})
 
-from .lira import lira_offline_scores  # noqa: E402
-from .loss import yeom_score_threshold, yeom_threshold  # noqa: E402
-from .merlin import merlin_scores  # noqa: E402
+from raymia.attacks.lira import lira_offline_scores  # noqa: E402
+from raymia.attacks.loss import yeom_score_threshold, yeom_threshold  # noqa: E402
+from raymia.attacks.merlin import merlin_scores  # noqa: E402
 
 __all__ = [
     "REGISTRY",

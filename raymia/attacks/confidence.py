@@ -4,8 +4,8 @@ that of p_y) but never rounds to 1 for confident samples, which would tie them."
 
 from __future__ import annotations
 
-from ..outputs import margin
-from .registry import Attack, register
+from raymia.attacks.registry import Attack, register
+from raymia.privacy.logits import margin
 
 register(
     Attack(

@@ -17,9 +17,9 @@ from typing import overload
 import numpy as np
 import torch
 
-from ..outputs import ArrayLike, chunked, margin, stable_log_softmax
-from ..registry import Setting
-from .registry import Attack, Target, register
+from raymia.attacks.registry import Attack, Target, register
+from raymia.privacy.logits import ArrayLike, chunked, margin, stable_log_softmax
+from raymia.registry import Setting
 
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -97,7 +97,7 @@ def lira_offline_scores(target_phi: ArrayLike, reference_phi: ArrayLike) -> np.n
     """Return offline LiRA's score per sample: log Phi((phi - mu_out) / sigma_out), averaged
     over query views.
 
-    ``target_phi`` (N,) is the target model's :func:`raymia.outputs.true_class_margin`,
+    ``target_phi`` (N,) is the target model's :func:`raymia.privacy.logits.true_class_margin`,
     ``reference_phi`` (K, N) that of K reference models never trained on these samples (OUT
     models); with A query views (:func:`query_views`) they are (N, A) and (K, N, A), one fit
     per view. mu_out is each sample's mean over the K models. sigma_out is per sample (ddof 1)

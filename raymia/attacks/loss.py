@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import advantage_at_threshold
-from ..outputs import ArrayLike, per_sample_loss, sample_loss
-from .registry import Attack, register
+from raymia.attacks.registry import Attack, register
+from raymia.privacy.logits import ArrayLike, per_sample_loss, sample_loss
+from raymia.privacy.metrics import advantage_at_threshold
 
 if TYPE_CHECKING:
-    from ..data import Split
+    from raymia.data.datasets import Split
 
 __all__ = ["yeom_score_threshold", "yeom_threshold"]
 
@@ -34,7 +34,7 @@ def yeom_threshold(train_losses: ArrayLike) -> float:
 
 def yeom_score_threshold(train_losses: ArrayLike) -> float:
     """Return -yeom_threshold(train_losses): the score threshold for
-    :func:`raymia.metrics.advantage_at_threshold` on the loss attack's scores."""
+    :func:`raymia.privacy.metrics.advantage_at_threshold` on the loss attack's scores."""
     return -yeom_threshold(train_losses)
 
 

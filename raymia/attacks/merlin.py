@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..outputs import ArrayLike, check_xy, device_dtype, eval_mode, sample_loss, wide
-from ..registry import Setting
-from .registry import Attack, Target, register
+from raymia.attacks.registry import Attack, Target, register
+from raymia.privacy.logits import ArrayLike, check_xy, device_dtype, eval_mode, sample_loss, wide
+from raymia.registry import Setting
 
 __all__ = ["merlin_scores"]
 

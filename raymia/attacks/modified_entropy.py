@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..outputs import LOG_FLOOR, stable_log_softmax
-from .registry import Attack, register
+from raymia.attacks.registry import Attack, register
+from raymia.privacy.logits import LOG_FLOOR, stable_log_softmax
 
 
 def _scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -3,12 +3,12 @@
 
 An `Attack` declares its name, how it scores (from one chunk's logits, sharing the one forward
 pass, or from the model itself), the options it reads (the fields of `AttackOptions`, built
-from this registry by `raymia.config.attack_options_model`), whether it needs reference
+from this registry by `raymia.trial.config.attack_options_model`), whether it needs reference
 models, and any result column of its own. The trial's scoring, the objective columns a sweep
 accepts, the analysis scripts' attack lists and the README's table all read the registry.
 
 Convention: higher score = more likely a member, one float64 score per sample (see
-:mod:`raymia.metrics`).
+:mod:`raymia.privacy.metrics`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..registry import Registry, Setting
+from raymia.registry import Registry, Setting
 
 if TYPE_CHECKING:
-    from ..data import Split
+    from raymia.data.datasets import Split
 
 __all__ = ["REGISTRY", "Attack", "ReferenceSet", "Target", "register", "unregister"]
 

@@ -22,10 +22,10 @@ import math
 import numpy as np
 import torch
 
-from ..outputs import ArrayLike, chunked, stable_log_softmax
-from ..registry import Setting
-from .lira import background_of, query_signal, target_views
-from .registry import Attack, ReferenceSet, Target, register
+from raymia.attacks.lira import background_of, query_signal, target_views
+from raymia.attacks.registry import Attack, ReferenceSet, Target, register
+from raymia.privacy.logits import ArrayLike, chunked, stable_log_softmax
+from raymia.registry import Setting
 
 __all__ = [
     "OFFLINE_A_DEFAULT",
@@ -204,7 +204,7 @@ def tune_offline_a(
     ``reference_out`` (K, N) marking which are OUT for each sample (samples without an OUT
     model are left out); the population likewise (its samples are OUT for the stand-in).
     """
-    from ..metrics import auc
+    from raymia.privacy.metrics import auc
 
     usable = np.asarray(reference_out, bool).any(axis=0)
     member = np.asarray(stand_in_is_member, bool)[usable]

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..costs import component
-from ..outputs import ArrayLike, chunked, device_dtype, rows_per_pass
-from .registry import REGISTRY, Attack, ReferenceSet, Target
+from raymia.attacks.registry import REGISTRY, Attack, ReferenceSet, Target
+from raymia.costs import component
+from raymia.privacy.logits import ArrayLike, chunked, device_dtype, rows_per_pass
 
 __all__ = ["score_all", "scores_from_logits"]
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..registry import import_submodules
-from .base import Batch, Mechanism, Setting, TrainContext
-from .model import Normalization
-from .registry import REGISTRY, register, unregister
+from raymia.mechanisms.base import Batch, Mechanism, Setting, TrainContext
+from raymia.mechanisms.model import Normalization
+from raymia.mechanisms.registry import REGISTRY, register, unregister
+from raymia.registry import import_submodules
 
 if TYPE_CHECKING:
-    from ..config import MechanismsBase
+    from raymia.trial.config import MechanismsBase
 
 import_submodules(__name__, __path__, skip={"base", "registry"})
 

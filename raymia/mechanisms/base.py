@@ -11,7 +11,7 @@ Declarations (class attributes; the registry, `raymia.mechanisms.registry`, read
 - ``row_columns``: result columns the mechanism adds beside its strength (``dp_accountant``);
 - classmethods ``strength_problem`` and ``trial_problem``: checks beyond the range.
 
-Hooks (:data:`HOOKS`; the loop in `raymia.train` knows these, never the mechanisms
+Hooks (:data:`HOOKS`; the loop in `raymia.trial.train` knows these, never the mechanisms
 themselves; `register` refuses an unknown hook and a hook method without its hook):
 - ``batch`` / ``targets``: `transform(batch)` rewrites inputs and/or soft targets, applied in
   ascending `order` (input transforms, then target transforms, then batch mixing);
@@ -37,14 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..registry import Setting
+from raymia.registry import Setting
 
 if TYPE_CHECKING:
-    from ..config import TrialConfig
-    from ..data import DatasetInfo, Split
+    from raymia.data.datasets import DatasetInfo, Split
+    from raymia.trial.config import TrialConfig
 
 
-#: The training loop's hooks (`raymia.train` calls them, never a mechanism by name), each with
+#: The training loop's hooks (`raymia.trial.train` calls them, never a mechanism by name), each with
 #: the `Mechanism` methods a mechanism using it overrides. A mechanism declares the hooks it
 #: uses in `hooks`; `register` refuses a name not here, and a method overridden without a hook
 #: that calls it (it would never run).
@@ -159,7 +159,7 @@ class Mechanism:
     image_size_divisor: ClassVar[tuple[int, str] | None] = None
     row_columns: ClassVar[tuple[str, ...]] = ()
     # Whether models under this mechanism can train as one batched ensemble
-    # (`raymia.ensemble`): its hooks act on each model's own batch, loss and state alone, and
+    # (`raymia.models.ensemble`): its hooks act on each model's own batch, loss and state alone, and
     # nothing random runs inside the model's forward pass. False falls back to training one
     # model after another.
     ensemble: ClassVar[bool] = True
@@ -179,7 +179,7 @@ class Mechanism:
         settings), or None when it can: by default the image-size bound, when declared."""
         if cls.image_size_divisor is None:
             return None
-        from ..data import dataset_info
+        from raymia.data.datasets import dataset_info
 
         side = dataset_info(config.dataset).image_size
         divisor, why = cls.image_size_divisor
@@ -228,7 +228,7 @@ class Mechanism:
 
     def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Any) -> tuple:
         """Return (model, optimizer, batches), possibly replaced (``wrapper`` hook); `batches`
-        is the loop's :class:`raymia.batches.ShuffledBatches` over the members."""
+        is the loop's :class:`raymia.data.batches.ShuffledBatches` over the members."""
         return model, optimizer, batches
 
     def epsilon(self) -> float | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Batch, Mechanism, Setting, TrainContext
-from .registry import register
+from raymia.mechanisms.base import Batch, Mechanism, Setting, TrainContext
+from raymia.mechanisms.registry import register
 
 
 @register

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Mechanism, Setting
-from .registry import register
+from raymia.mechanisms.base import Mechanism, Setting
+from raymia.mechanisms.registry import register
 
 
 @register
@@ -31,7 +31,7 @@ class WeightDecay(Mechanism):
     (not biases or normalization parameters), for Adam and SGD alike.
 
     The optimizer adds the penalty's gradient, strength * w, to each weight's gradient before
-    its step (`raymia.train._optimizer`): the same as adding the penalty to the loss, and it
+    its step (`raymia.trial.train._optimizer`): the same as adding the penalty to the loss, and it
     also holds under DP-SGD, where Opacus rebuilds the gradient from per-sample gradients of
     the loss alone (a penalty inside the loss would be silently dropped there).
     """
@@ -51,7 +51,7 @@ class WeightDecay(Mechanism):
 
 class Normalization(Mechanism):
     """Not a regularizer: feeds the trial's `arch` and `norm` (batch | group | none) settings
-    to `raymia.architectures.build_network`. `build_mechanisms` adds it to every trial,
+    to `raymia.models.architectures.build_network`. `build_mechanisms` adds it to every trial,
     teachers included."""
 
     name = "norm"

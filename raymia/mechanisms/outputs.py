@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Mechanism, Setting
-from .registry import register
+from raymia.mechanisms.base import Batch, Mechanism, Setting
+from raymia.mechanisms.registry import register
 
 
 @register

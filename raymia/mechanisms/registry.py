@@ -2,7 +2,7 @@
 (docs/ARCHITECTURE.md, "Registries").
 
 The source of truth for the mechanisms: the pydantic `Mechanisms` model
-(`raymia.config.mechanisms_model`), the search-space parser, DP-SGD's combination rule, the
+(`raymia.trial.config.mechanisms_model`), the search-space parser, DP-SGD's combination rule, the
 result columns and the analysis labels all read it. Mechanisms are ordered by level (input,
 output, model, optimizer, training), then by registration (a module's classes in the order
 they are written, the modules in alphabetical order).
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from ..registry import Registry
-from .base import Mechanism, Setting, hook_problem
+from raymia.mechanisms.base import Mechanism, Setting, hook_problem
+from raymia.registry import Registry
 
 __all__ = [
     "LEVELS",

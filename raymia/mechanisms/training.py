@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import init_parameters
-from .base import Batch, Mechanism, Setting
-from .registry import register
+from raymia.mechanisms.base import Batch, Mechanism, Setting
+from raymia.mechanisms.registry import register
+from raymia.models.networks import init_parameters
 
 if TYPE_CHECKING:
-    from ..config import TrialConfig
+    from raymia.trial.config import TrialConfig
 
 # Opacus' hooks on the first layer fire with no input gradient (images never need one): benign.
 warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
@@ -272,7 +272,7 @@ class DPSGD(Mechanism):
                 "BatchNorm mixes a batch's samples, so per-sample gradients are not clipped; "
                 "use norm group or none"
             )
-        from ..architectures import batch_norm_left
+        from raymia.models.architectures import batch_norm_left
 
         if batch_norm_left(config):
             return (
@@ -316,7 +316,7 @@ class DPSGD(Mechanism):
         from opacus import PrivacyEngine
         from torch.utils.data import DataLoader, TensorDataset
 
-        from ..batches import PoissonBatches
+        from raymia.data.batches import PoissonBatches
 
         steps = len(batches)
         sample_rate = 1 / steps

@@ -12,13 +12,13 @@
 A sweep directory holds:
     sweep.json       the resolved settings (what --resume reads back)
     space.yaml       a copy of the search space (a moved directory resumes with it)
-    trials.parquet   one row per trial (raymia.results), plus trials.parts/: rows not yet
+    trials.parquet   one row per trial (raymia.results.rows), plus trials.parts/: rows not yet
                      folded into it, one Parquet part per finished trial
     scores/          per-trial per-sample scores
     optuna.journal   the Optuna study (open it with optuna-dashboard)
     tune/            Ray Tune's experiment state (what Tuner.restore reads)
 
 Ray is imported only in this package (`run`, `worker`, `recorder`, `journal`, `scheduler`,
-`window`, `capacity`, `reference_tasks`) and by `raymia.cluster_config`, which validates
+`window`, `capacity`, `reference_tasks`) and by `raymia.sweep.cluster_config`, which validates
 cluster files offline; the rest of raymia never imports it (`tests/test_layers.py`).
 """

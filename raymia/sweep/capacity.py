@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from raymia.errors import ConfigError
 
 __all__ = [
     "Capacity",

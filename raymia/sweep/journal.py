@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from raymia.errors import ConfigError
 
 __all__ = [
     "JOURNAL_FILE",

@@ -1,5 +1,5 @@
 """The driver side's record of a sweep: each finished (or failed) trial's row, appended to
-DIR/trials.parquet (as a small part, `raymia.results.TrialsAppender`: a constant cost per
+DIR/trials.parquet (as a small part, `raymia.results.rows.TrialsAppender`: a constant cost per
 trial) and its scores to DIR/scores/ as Tune reports them."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..config import TrialConfig
-from ..results import TrialsAppender, write_scores
-from ..storage import after_row
-from . import disk
-from .journal import finite
-from .worker import decode_scores, failure_status, replicate_seeds, trial_config
+from raymia.results.rows import TrialsAppender, write_scores
+from raymia.sweep import disk
+from raymia.sweep.journal import finite
+from raymia.sweep.storage import after_row
+from raymia.sweep.worker import decode_scores, failure_status, replicate_seeds, trial_config
+from raymia.trial.config import TrialConfig
 
 __all__ = ["make_recorder"]
 

@@ -8,12 +8,12 @@ the cluster stays true (the sweep's capacity counts every bundle too,
 `raymia.sweep.capacity.sweep_capacity`). Without reference workers a trial asks for its own
 resources only, as before, and trains its reference models itself.
 
-In the trial, `in_trial_placement_group` hands `raymia.attacks.reference.train_jobs` a
+In the trial, `in_trial_placement_group` hands `raymia.trial.reference_models.train_jobs` a
 `BundleRunner`: one Ray actor per reference bundle, started with the trial; each job trains as
 an actor task in a free bundle (one per bundle at a time; the next job goes to the first bundle
 that frees), with torch's threads set to the bundle's CPUs and under what is left of the
 trial's time limit, and returns its weights (a state_dict of CPU tensors), which are loaded
-into a model built the same way (`raymia.attacks.reference.load_trained`).
+into a model built the same way (`raymia.trial.reference_models.load_trained`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ..attacks.reference import TrainingJob
+    from raymia.trial.reference_models import TrainingJob
 
 __all__ = [
     "BundleRunner",
@@ -62,7 +62,7 @@ class _BundleWorker:
     def __init__(self, threads: int) -> None:
         import torch
 
-        from ..attacks import reference  # noqa: F401 (torch and the training code, up front)
+        from raymia.trial import reference_models  # noqa: F401 (torch and the training code, up front)
 
         torch.set_num_threads(threads)
 
@@ -80,12 +80,12 @@ class _BundleWorker:
         device_type: str,
         seconds_left: float | None,
     ) -> dict[str, torch.Tensor]:
-        """Train one job (`raymia.attacks.reference.train_job`) under the trial's time limit
+        """Train one job (`raymia.trial.reference_models.train_job`) under the trial's time limit
         `seconds_left` (None: no limit); return the model's state_dict as CPU tensors."""
         import torch
 
-        from .. import deadline
-        from ..attacks.reference import TrainingJob, train_job
+        from raymia import deadline
+        from raymia.trial.reference_models import TrainingJob, train_job
 
         deadline.start(seconds_left)
         try:
@@ -105,7 +105,7 @@ def _remote_worker() -> Any:
 
 class BundleRunner:
     """Trains jobs in the bundles `bundles` of `placement_group` (a
-    `raymia.attacks.reference.JobRunner`): one Ray actor per bundle, holding the bundle's CPUs
+    `raymia.trial.reference_models.JobRunner`): one Ray actor per bundle, holding the bundle's CPUs
     and GPUs, with torch's threads set to the bundle's CPUs; each job one actor task, one per
     bundle at a time, the next job to the first bundle that frees.
 
@@ -159,10 +159,10 @@ class BundleRunner:
         import ray
         import torch
 
-        from .. import deadline
-        from ..attacks.reference import load_trained
-        from ..data import Split
-        from ..train import resolve_device
+        from raymia import deadline
+        from raymia.data.datasets import Split
+        from raymia.trial.reference_models import load_trained
+        from raymia.trial.train import resolve_device
 
         workers = self.start()
         stored: dict[int, Any] = {}
@@ -207,14 +207,14 @@ class BundleRunner:
 
 @contextmanager
 def in_trial_placement_group() -> Iterator[None]:
-    """Within the block, `raymia.attacks.reference.train_jobs` trains its jobs on Ray actors in
+    """Within the block, `raymia.trial.reference_models.train_jobs` trains its jobs on Ray actors in
     bundles 1.. of the placement group this trial runs in, when it has more bundles than the
     trial's own (a sweep with --reference-workers); otherwise nothing changes. Outside Ray
     (a trial run in-process) it asks Ray nothing: Ray's API would start a Ray of its own."""
     import ray
     from ray.util import get_current_placement_group
 
-    from ..attacks.reference import training_jobs_run_by
+    from raymia.trial.reference_models import training_jobs_run_by
 
     group = get_current_placement_group() if ray.is_initialized() else None
     count = len(group.bundle_specs) if group is not None else 0

@@ -18,22 +18,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import TrialConfig
-from ..data import Pool, load_pool
-from ..errors import ConfigError, DataError, SweepStopped, directory_problem, show_path
-from ..results import compact_trials, load_results, recorded_table
-from ..space import SearchSpace, load_space
-from ..storage import is_uri, mirroring, open_sweep
-from ..trial import prepare_data
-from .capacity import sweep_capacity
-from .disk import disk_full
-from .journal import JOURNAL_FILE, STUDY_NAME, check_journal, finite_optuna_search
-from .recorder import make_recorder
-from .reference_tasks import trial_resources
-from .scheduler import fifo_scheduler
-from .settings import SETTINGS_FILE, SweepSettings, check_settings, save_settings
-from .window import trial_window
-from .worker import check_driver_gpus, trainable, worker_runtime_env
+from raymia.data.datasets import Pool, load_pool
+from raymia.errors import ConfigError, DataError, SweepStopped, directory_problem, show_path
+from raymia.results.rows import compact_trials, load_results, recorded_table
+from raymia.sweep.capacity import sweep_capacity
+from raymia.sweep.disk import disk_full
+from raymia.sweep.journal import JOURNAL_FILE, STUDY_NAME, check_journal, finite_optuna_search
+from raymia.sweep.moved import alias_old_paths
+from raymia.sweep.recorder import make_recorder
+from raymia.sweep.reference_tasks import trial_resources
+from raymia.sweep.scheduler import fifo_scheduler
+from raymia.sweep.settings import SETTINGS_FILE, SweepSettings, check_settings, save_settings
+from raymia.sweep.space import SearchSpace, load_space
+from raymia.sweep.storage import is_uri, mirroring, open_sweep
+from raymia.sweep.window import trial_window
+from raymia.sweep.worker import check_driver_gpus, trainable, worker_runtime_env
+from raymia.trial.config import TrialConfig
+from raymia.trial.runner import prepare_data
 
 __all__ = ["TUNE_NAME", "SpaceDraw", "make_sampler", "run_sweep"]
 
@@ -99,7 +100,9 @@ def make_sampler(search: str, sampler: str, samples: int, seed: int) -> Any:
     if search == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "nsga2":
-        from .sampler import PicklableNSGAIISampler  # Optuna's NSGA-II, resumable by Tune
+        from raymia.sweep.sampler import (
+            PicklableNSGAIISampler,  # Optuna's NSGA-II, resumable by Tune
+        )
 
         return PicklableNSGAIISampler(population_size=min(max(samples // 4, 4), 50), seed=seed)
     return optuna.samplers.TPESampler(
@@ -185,7 +188,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False) -> Any:
     space = load_space(settings.space)
     check_settings(settings, space)
     pool = _load_data(space)
-    # a local directory, or the staging copy of a sweep at a storage URI (`raymia.storage`)
+    # a local directory, or the staging copy of a sweep at a storage URI (`raymia.sweep.storage`)
     out_dir, mirror = open_sweep(settings.out, resume)
     if problem := directory_problem(out_dir):  # e.g. --out names a file
         raise ConfigError(f"--out {show_path(out_dir)}: {problem}")
@@ -298,6 +301,7 @@ def _tuner(
 
     experiment = f"{run_config.storage_path.rstrip('/')}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment):
+        alias_old_paths()  # Tune's state may name modules as they were before the packages
         return tune.Tuner.restore(
             experiment,
             trainable=fn,

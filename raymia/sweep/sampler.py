@@ -3,7 +3,7 @@ resume a sweep.
 
 Optuna 5.1's `NSGAIISampler` keeps its own per-process cache of each generation's trials
 (its cost per trial no longer grows with the study: about 56 reads of trial records per new
-trial at 2,000 trials, tests/test_sampler.py), but holds a `threading.Lock` around that cache,
+trial at 2,000 trials, tests/sweep/test_sampler.py), but holds a `threading.Lock` around that cache,
 which cannot be pickled. `PicklableNSGAIISampler` is Optuna's sampler with that lock made
 anew on unpickling; it draws what Optuna's own draws, writes the same generation and parent
 records to the journal (a study begun with either continues with the other), and a sampler

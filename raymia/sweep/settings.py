@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, one_line, quote, read_text_file, show_path
+from raymia.errors import ConfigError, one_line, quote, read_text_file, show_path
 
 if TYPE_CHECKING:
-    from ..pareto import Objective
-    from ..space import SearchSpace
+    from raymia.results.front import Objective
+    from raymia.sweep.space import SearchSpace
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -107,7 +107,7 @@ class SweepSettings:
     """Everything a sweep needs, resolved from the space file and the flags.
 
     The defaults here are the sweep's defaults: a flag or the space file's ``sweep:`` block
-    overrides each (see `raymia.sweep_cli.settings_from_args`).
+    overrides each (see `raymia.sweep.command.settings_from_args`).
     """
 
     space: str
@@ -131,18 +131,18 @@ class SweepSettings:
 
     def objective_list(self) -> list[Objective]:
         """Return the parsed objectives (ValueError, one line, for a malformed spec)."""
-        from ..pareto import parse_objectives
+        from raymia.results.front import parse_objectives
 
         return parse_objectives(self.objectives)
 
 
 def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
     """Raise ConfigError (one line) for any setting that cannot work, before anything runs."""
-    from ..attacks import REGISTRY as ATTACKS
-    from ..attacks.reference import online_model_count, reference_model_count
-    from ..canaries import OBJECTIVES as CANARY_OBJECTIVES
-    from ..config import TrialConfig
-    from ..trial import objective_columns
+    from raymia.attacks import REGISTRY as ATTACKS
+    from raymia.privacy.canaries import OBJECTIVES as CANARY_OBJECTIVES
+    from raymia.trial.config import TrialConfig
+    from raymia.trial.reference_models import online_model_count, reference_model_count
+    from raymia.trial.runner import objective_columns
 
     if settings.search not in SEARCHES:
         raise ConfigError(f"--search {settings.search}: expected one of {', '.join(SEARCHES)}")
@@ -331,7 +331,7 @@ def expected_trials(settings: SweepSettings) -> int:
     """Return how many trials the sweep runs when it is not interrupted."""
     if settings.search != "grid":
         return settings.samples
-    from ..space import load_space
+    from raymia.sweep.space import load_space
 
     space = load_space(settings.space)
     return len(space.grid if space.grid is not None else [{}]) * len(space.seeds)

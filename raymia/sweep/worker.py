@@ -1,5 +1,5 @@
 """The trial side of a sweep, inside a Ray worker: one Tune trial is one configuration, run
-by `run_trial` once per replicate seed (`raymia.space`: seeds are replicates).
+by `run_trial` once per replicate seed (`raymia.sweep.space`: seeds are replicates).
 
 The row goes back to the driver through `tune.report` (with several seeds, one row of their
 means, `aggregate_replicates`), its per-sample scores packed as one npz blob (unpacked by
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..mechanisms.registry import dp_sgd_precedence
+from raymia.errors import ConfigError
+from raymia.mechanisms.registry import dp_sgd_precedence
 
 __all__ = [
     "SETUP_HOOK",
@@ -252,8 +252,8 @@ def trial_row(params: dict[str, Any], pool: Any = None) -> dict[str, Any]:
     """Run one trial in this worker and return its row (raises when the trial fails)."""
     import ray
 
-    from ..trial import run_trial
-    from .reference_tasks import in_trial_placement_group
+    from raymia.sweep.reference_tasks import in_trial_placement_group
+    from raymia.trial.runner import run_trial
 
     config, switched_off = trial_config(params)
     gpu_ids = ray.get_gpu_ids()
@@ -306,8 +306,8 @@ def guarded_row(
     global _hung
     import ray
 
-    from .. import deadline
-    from ..trial import objective_columns
+    from raymia import deadline
+    from raymia.trial.runner import objective_columns
 
     if _hung is not None and _hung.is_alive():
         os._exit(70)  # a hung trial's thread still runs here: let Ray start a fresh worker

@@ -1,0 +1,1 @@
+"""The networks a trial trains: the built-in ones, the `arch` setting, stacked ensembles."""

@@ -1,0 +1,2 @@
+"""Privacy statistics of a trained model: logits, metrics, leakage nulls, epsilon bounds, DtC,
+canaries."""

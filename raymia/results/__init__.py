@@ -1,0 +1,2 @@
+"""What a sweep records and what the analysis reads: rows, the Pareto front, labels, tables,
+importance."""

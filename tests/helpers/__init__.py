@@ -1,0 +1,1 @@
+"""What several test modules share: contexts, a local Ray, toy networks, sweep spaces."""
