@@ -217,7 +217,10 @@ def main(argv: list[str]) -> int:
     parser = common.make_parser("analysis/configurations.py", __doc__)
     common.add_tolerance(parser, TOLERANCE, "the 'beats' rule")
     parser.add_argument(
-        "--out", type=Path, default=None, help="where configurations.md goes (default: the first DIR)"
+        "--out",
+        type=Path,
+        default=None,
+        help="where configurations.md goes (default: the first DIR)",
     )
     args = parser.parse_args(argv)
     df = common.load_sweeps(args.dirs)
