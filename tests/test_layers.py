@@ -48,10 +48,6 @@ ALLOWED_CYCLES = {
         "datasets names every data set, so it hands a path to files, which builds datasets' "
         "DatasetInfo and Pool; both lazy in one direction"
     ),
-    frozenset({"raymia.sweep.space", "raymia.sweep.settings"}): (
-        "settings is what the command line's parser reads without loading the trial layer; "
-        "its checks, run later, read the space"
-    ),
 }
 #: Module names that more than one package uses, each for the same kind of thing.
 SHARED_NAMES = {

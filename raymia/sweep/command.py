@@ -10,35 +10,20 @@ import argparse
 import dataclasses
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 from raymia.errors import ConfigError, show_path
 from raymia.sweep.settings import (
     DEFAULT_BUDGETS,
-    DEFAULT_OBJECTIVES,
-    SAMPLERS,
-    SEARCHES,
     SETTINGS_FILE,
     SweepSettings,
     budgets_argument,
     default_out,
+    flag,
+    settings_where,
 )
-
-# The settings a space file's `sweep:` block may give (raymia.sweep.space.SweepDefaults) and a flag
-# may override.
-_FROM_SPACE = (
-    "samples",
-    "search",
-    "sampler",
-    "objectives",
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "max_concurrent",
-)
-
-# What sweep.json fixes for good: a resume that names one of these is refused.
-_FIXED_ON_RESUME = ("space", "out", *_FROM_SPACE, "sampler_seed", "reference_workers")
 
 
 def _float(text: str) -> float:
@@ -48,9 +33,14 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _default(name: str) -> Any:
-    """Return the default of a SweepSettings field."""
-    return next(f.default for f in dataclasses.fields(SweepSettings) if f.name == name)
+#: A flag's argparse type by its setting's type.
+_FLAG_TYPES = {"int": int, "float": _float, "str": str}
+
+
+def _default_text(spec: dataclasses.Field) -> str:
+    """Return a setting's default as its flag's help shows it."""
+    value = spec.default
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def add_sweep_parser(subparsers: Any) -> None:
@@ -60,14 +50,21 @@ def add_sweep_parser(subparsers: Any) -> None:
         help="search mechanisms and strengths for the accuracy / privacy Pareto front",
         description="Run many trials with Ray Tune; Optuna searches the Pareto front.",
     )
-    p.add_argument("--space", metavar="FILE", help="search space YAML (default: frontier)")
-    p.add_argument(
-        "--samples",
-        type=int,
-        help=f"trials to run (optuna / random; default {_default('samples')})",
-    )
-    p.add_argument("--search", choices=SEARCHES, help=f"default {_default('search')}")
-    p.add_argument("--objectives", help=f"default {DEFAULT_OBJECTIVES}")
+    hints = typing.get_type_hints(SweepSettings)
+    for spec in dataclasses.fields(SweepSettings):
+        rule = spec.metadata
+        if rule["help"] is None:
+            continue
+        default = rule["default_text"] or _default_text(spec)
+        help_text = f"{rule['help']} (default {default})" if rule["help"] else f"default {default}"
+        kind = next(t for name, t in _FLAG_TYPES.items() if name in str(hints[spec.name]))
+        p.add_argument(
+            flag(spec.name),
+            type=None if rule["choices"] else kind,
+            choices=rule["choices"],
+            metavar=rule["metavar"],
+            help=help_text,
+        )
     p.add_argument(
         "--budgets",
         type=budgets_argument,
@@ -76,35 +73,7 @@ def add_sweep_parser(subparsers: Any) -> None:
         help="accuracy budgets the answer reads, in points of test accuracy given up against "
         f"the undefended model (default {','.join(f'{b:g}' for b in DEFAULT_BUDGETS)})",
     )
-    p.add_argument(
-        "--sampler", choices=SAMPLERS, help=f"Optuna sampler (default {_default('sampler')})"
-    )
-    p.add_argument("--cpus-per-trial", type=_float, metavar="C")
-    p.add_argument("--gpus-per-trial", type=_float, metavar="G", help="may be fractional")
-    p.add_argument("--max-concurrent", type=int, metavar="K")
-    p.add_argument(
-        "--reference-workers",
-        type=int,
-        metavar="P",
-        help="train each trial's reference models on P parallel Ray actors, each with the "
-        "trial's CPUs and GPUs, inside the trial's resource request "
-        f"(default {_default('reference_workers')}: the trial trains them itself)",
-    )
-    p.add_argument(
-        "--trial-timeout",
-        type=_float,
-        metavar="SECONDS",
-        help="end a trial that runs longer as a `timeout` row "
-        f"(default {_default('trial_timeout'):g})",
-    )
-    p.add_argument(
-        "--address",
-        help="join a running Ray cluster from one of its nodes: auto or HOST:PORT "
-        "(not ray://: submit the sweep with `ray job submit` instead)",
-    )
-    p.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/sweep-<time>)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted sweep")
-    p.add_argument("--sampler-seed", type=int, help="seeds the Optuna sampler (default 0)")
     p.set_defaults(handler=cmd_sweep)
 
 
@@ -115,13 +84,14 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
 
     if args.resume:
         out = Path(args.resume)
-        fixed = [name for name in _FIXED_ON_RESUME if getattr(args, name) is not None]
+        kept = [spec.name for spec in settings_where(fixed=True) if spec.metadata["help"]]
+        fixed = [name for name in kept if getattr(args, name) is not None]
         if fixed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
+            free = [flag(s.name) for s in settings_where(fixed=False) if s.metadata["help"]]
             raise ConfigError(
-                f"--resume {out}: {flags} cannot change on resume (the sweep keeps the "
-                f"settings in {out / SETTINGS_FILE}); only --address and --trial-timeout "
-                "can be given"
+                f"--resume {out}: {', '.join(map(flag, fixed))} cannot change on resume (the "
+                f"sweep keeps the settings in {out / SETTINGS_FILE}); only "
+                f"{' and '.join(free)} can be given"
             )
         from raymia.sweep.storage import is_uri, open_sweep
 
@@ -131,28 +101,22 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
         settings = load_settings(open_sweep(args.resume, resume=True)[0])
         if is_uri(args.resume):  # the staging copy was read; the sweep lives at the URI
             settings.out = args.resume
-        if args.address:
-            settings.address = args.address
-        if args.trial_timeout is not None:
-            settings.trial_timeout = args.trial_timeout
+        for spec in settings_where(fixed=False):
+            if spec.metadata["help"] and getattr(args, spec.name) is not None:
+                setattr(settings, spec.name, getattr(args, spec.name))
         return settings, True
     space_path = Path(args.space) if args.space else shipped_space("frontier")
     from_space = load_space(space_path).sweep
     chosen: dict[str, Any] = {}
-    for name in _FROM_SPACE:
-        value = getattr(args, name)
-        value = getattr(from_space, name) if value is None else value
+    for spec in dataclasses.fields(SweepSettings):
+        if spec.name in ("space", "out") or not spec.metadata["help"]:
+            continue
+        value = getattr(args, spec.name)
+        if value is None and spec.metadata["space"]:
+            value = getattr(from_space, spec.name)
         if value is not None:
-            chosen[name] = value
-    if args.sampler_seed is not None:
-        chosen["sampler_seed"] = args.sampler_seed
-    if args.reference_workers is not None:
-        chosen["reference_workers"] = args.reference_workers
-    if args.trial_timeout is not None:
-        chosen["trial_timeout"] = args.trial_timeout
-    settings = SweepSettings(
-        space=str(space_path), out=args.out or default_out(), address=args.address, **chosen
-    )
+            chosen[spec.name] = value
+    settings = SweepSettings(space=str(space_path), out=args.out or default_out(), **chosen)
     return settings, False
 
 
@@ -216,7 +180,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep the flags describe; print the answer and the Pareto front at the end."""
     settings, resume = settings_from_args(args)
     from raymia.sweep.run import run_sweep
-    from raymia.sweep.settings import expected_trials
 
     started = time.perf_counter()
     try:
@@ -252,3 +215,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return 130
     return 1 if failure else 0
+
+
+def expected_trials(settings: SweepSettings) -> int:
+    """Return how many trials the sweep runs when it is not interrupted."""
+    if settings.search != "grid":
+        return settings.samples
+    from raymia.sweep.space import load_space
+
+    space = load_space(settings.space)
+    return len(space.grid if space.grid is not None else [{}]) * len(space.seeds)

@@ -1,7 +1,13 @@
-"""A sweep's settings: their defaults (the one place), their checks, and sweep.json.
+"""A sweep's settings: one table of their types, bounds and defaults, their checks, and
+sweep.json.
 
-Nothing heavy is imported here at module level: the command line reads the choices and
-defaults below before any torch or Ray loads.
+`SweepSettings` is the table: each field is a setting, its annotation the type, its default
+the default, and its `rule` the bounds or choices, whether a space file's ``sweep:`` block may
+give it, whether a resume keeps it, and its flag's help. The command line's flags
+(`raymia.sweep.command`), the space file's ``sweep:`` block (`raymia.sweep.space.SweepDefaults`),
+sweep.json (`load_settings`) and the checks (`check_settings`) all read it through
+`setting_problem`. Nothing heavy is imported here at module level: the command line reads the
+table before any torch or Ray loads.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +34,12 @@ __all__ = [
     "SPACE_FILE",
     "SweepSettings",
     "budgets_argument",
+    "flag",
+    "setting_problem",
+    "settings_where",
     "check_settings",
     "default_out",
     "parse_budgets",
-    "expected_trials",
     "load_settings",
     "save_settings",
 ]
@@ -102,38 +110,164 @@ def default_out() -> str:
     return time.strftime(DEFAULT_OUT)
 
 
+def rule(
+    help: str | None = None,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    space: bool = False,
+    fixed: bool = True,
+    metavar: str | None = None,
+    default_text: str | None = None,
+) -> dict[str, Any]:
+    """Return a setting's rule, the metadata of its `SweepSettings` field: bounds `lo` <=
+    value <= `hi` and `above` < value < `below`, or `choices`; `space`: a space file's
+    ``sweep:`` block may give it; `fixed`: sweep.json keeps it and a resume may not change
+    it; `help` (None: no flag), `metavar` and `default_text` (the help's default, else the
+    field's) for its flag."""
+    return {
+        "lo": lo,
+        "hi": hi,
+        "above": above,
+        "below": below,
+        "choices": choices,
+        "space": space,
+        "fixed": fixed,
+        "help": help,
+        "metavar": metavar,
+        "default_text": default_text,
+    }
+
+
 @dataclass
 class SweepSettings:
-    """Everything a sweep needs, resolved from the space file and the flags.
+    """Everything a sweep needs, resolved from the space file and the flags: the table of the
+    sweep's settings (see the module's docstring).
 
     The defaults here are the sweep's defaults: a flag or the space file's ``sweep:`` block
     overrides each (see `raymia.sweep.command.settings_from_args`).
     """
 
-    space: str
-    out: str
-    samples: int = 16
-    search: str = "optuna"
-    sampler: str = "tpe"
-    objectives: str = DEFAULT_OBJECTIVES
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    address: str | None = None
-    sampler_seed: int = 0
-    max_failures: int = 1
-    trial_timeout: float | None = DEFAULT_TRIAL_TIMEOUT
+    space: str = field(metadata=rule("search space YAML", metavar="FILE", default_text="frontier"))
+    out: str = field(
+        metadata=rule("sweep directory", metavar="DIR", default_text="runs/sweep-<time>")
+    )
+    samples: int = field(
+        default=16, metadata=rule("trials to run (optuna / random)", lo=1, hi=100_000, space=True)
+    )
+    search: str = field(default="optuna", metadata=rule("", choices=SEARCHES, space=True))
+    sampler: str = field(
+        default="tpe", metadata=rule("Optuna sampler", choices=SAMPLERS, space=True)
+    )
+    objectives: str = field(
+        default=DEFAULT_OBJECTIVES,
+        metadata=rule("what the search trades off, COLUMN:max|min,...", space=True),
+    )
+    cpus_per_trial: float = field(default=1.0, metadata=rule("", above=0, space=True, metavar="C"))
+    gpus_per_trial: float = field(
+        default=0.0, metadata=rule("may be fractional", lo=0, space=True, metavar="G")
+    )
+    max_concurrent: int | None = field(
+        default=None,
+        metadata=rule(
+            "trials at once",
+            lo=1,
+            hi=10_000,
+            space=True,
+            metavar="K",
+            default_text="as many as the resources fit",
+        ),
+    )
+    address: str | None = field(
+        default=None,
+        metadata=rule(
+            "join a running Ray cluster from one of its nodes: auto or HOST:PORT "
+            "(not ray://: submit the sweep with `ray job submit` instead)",
+            fixed=False,
+            default_text="a Ray of the sweep's own on this machine",
+        ),
+    )
+    sampler_seed: int = field(default=0, metadata=rule("seeds the Optuna sampler", lo=0))
+    max_failures: int = field(default=1, metadata=rule(lo=0, hi=100))
+    trial_timeout: float | None = field(
+        default=DEFAULT_TRIAL_TIMEOUT,
+        metadata=rule(
+            "end a trial that runs longer as a `timeout` row",
+            above=0,
+            below=1e9,
+            fixed=False,
+            metavar="SECONDS",
+        ),
+    )
     # Ray actors per trial that train its reference models in parallel, each in a bundle of the
     # trial's size inside the trial's placement group (raymia.sweep.reference_tasks); 0: the
     # trial trains them itself, one after another.
-    reference_workers: int = 0
-    ray_init: dict[str, Any] = field(default_factory=dict)
+    reference_workers: int = field(
+        default=0,
+        metadata=rule(
+            "train each trial's reference models on P parallel Ray actors, each with the "
+            "trial's CPUs and GPUs, inside the trial's resource request",
+            lo=0,
+            hi=MAX_REFERENCE_WORKERS,
+            metavar="P",
+            default_text="0: the trial trains them itself",
+        ),
+    )
+    ray_init: dict[str, Any] = field(default_factory=dict, metadata=rule())
 
     def objective_list(self) -> list[Objective]:
         """Return the parsed objectives (ValueError, one line, for a malformed spec)."""
         from raymia.results.front import parse_objectives
 
         return parse_objectives(self.objectives)
+
+
+def settings_where(**wanted: bool) -> list[Field]:
+    """Return the fields of `SweepSettings` whose rule has each of `wanted` (``space=True``:
+    those a space file may give; ``fixed=True``: those a resume keeps), in table order."""
+    return [f for f in fields(SweepSettings) if all(f.metadata[k] == v for k, v in wanted.items())]
+
+
+def flag(name: str) -> str:
+    """Return a setting's command-line flag (``--cpus-per-trial``)."""
+    return "--" + name.replace("_", "-")
+
+
+def _shown(bound: float) -> str:
+    """Return a bound as a message shows it: 64, 0.5, 1e9."""
+    return f"{bound:g}".replace("e+0", "e").replace("e+", "e")
+
+
+def setting_problem(name: str, value: Any) -> str | None:
+    """Return what is wrong with `value` for the setting `name` as "expected ..." (its type
+    first, then its bounds or choices, from its `SweepSettings` field), or None when it
+    fits. A bool is no number; a float must be finite."""
+    import typing
+
+    spec = next(f for f in fields(SweepSettings) if f.name == name)
+    hint = typing.get_type_hints(SweepSettings)[name]
+    if not _fits(value, hint):
+        expected = getattr(hint, "__name__", None) or str(hint)
+        return f"expected {expected.replace('typing.', '')}"
+    if value is None:
+        return None
+    r = spec.metadata
+    if r["choices"] is not None and value not in r["choices"]:
+        return f"expected one of {', '.join(r['choices'])}"
+    kind = "an integer" if "int" in str(hint) else "a number"
+    if r["lo"] is not None and r["hi"] is not None and not r["lo"] <= value <= r["hi"]:
+        return f"expected {kind} from {_shown(r['lo'])} to {_shown(r['hi'])}"
+    if r["lo"] is not None and r["hi"] is None and value < r["lo"]:
+        return f"expected {kind} >= {_shown(r['lo'])}"
+    if r["above"] is not None and value <= r["above"]:
+        below = f" (and < {_shown(r['below'])})" if r["below"] is not None else ""
+        return f"expected {kind} > {_shown(r['above'])}{below}"
+    if r["below"] is not None and value >= r["below"]:
+        return f"expected {kind} < {_shown(r['below'])}"
+    return None
 
 
 def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
@@ -144,20 +278,19 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
     from raymia.trial.reference_models import online_model_count, reference_model_count
     from raymia.trial.runner import objective_columns
 
-    if settings.search not in SEARCHES:
-        raise ConfigError(f"--search {settings.search}: expected one of {', '.join(SEARCHES)}")
-    if settings.sampler not in SAMPLERS:
-        raise ConfigError(f"--sampler {settings.sampler}: expected one of {', '.join(SAMPLERS)}")
-    if settings.cpus_per_trial <= 0:
-        raise ConfigError(f"--cpus-per-trial {settings.cpus_per_trial}: expected a number > 0")
-    if settings.gpus_per_trial < 0:
-        raise ConfigError(f"--gpus-per-trial {settings.gpus_per_trial}: expected a number >= 0")
+    for spec in fields(SweepSettings):
+        value = getattr(settings, spec.name)
+        if problem := setting_problem(spec.name, value):
+            shown = (
+                quote(value)
+                if isinstance(value, str) and spec.metadata["choices"] is None
+                else value
+            )
+            raise ConfigError(f"{flag(spec.name)} {shown}: {problem}")
     if settings.gpus_per_trial > 1 and settings.gpus_per_trial != int(settings.gpus_per_trial):
         raise ConfigError(
             f"--gpus-per-trial {settings.gpus_per_trial}: above 1 it must be a whole number"
         )
-    if settings.samples < 1:
-        raise ConfigError(f"--samples {settings.samples}: expected a positive integer")
     if settings.address and settings.address.startswith("ray://"):
         # Under Ray Client, Tune runs the sweep's driver on the head while this process reads
         # and writes DIR locally: the sweep's own record would land on the other machine.
@@ -166,19 +299,7 @@ def check_settings(settings: SweepSettings, space: SearchSpace) -> None:
             "cluster: ray job submit --address http://HEAD:8265 -- raymia sweep ... "
             "(or ray submit cluster.yaml scripts/sweep_entry.py -- ...)"
         )
-    if settings.trial_timeout is not None and not 0 < settings.trial_timeout < 1e9:
-        raise ConfigError(
-            f"--trial-timeout {settings.trial_timeout}: expected seconds > 0 (and < 1e9)"
-        )
     workers = settings.reference_workers
-    if isinstance(workers, bool) or not isinstance(workers, int):
-        raise ConfigError(f"--reference-workers {quote(workers)}: expected an integer")
-    if not 0 <= workers <= MAX_REFERENCE_WORKERS:
-        raise ConfigError(
-            f"--reference-workers {workers}: expected an integer from 0 to {MAX_REFERENCE_WORKERS}"
-        )
-    if settings.max_concurrent is not None and settings.max_concurrent < 1:
-        raise ConfigError(f"--max-concurrent {settings.max_concurrent}: expected >= 1")
     try:
         objectives = settings.objective_list()
     except ValueError as err:
@@ -282,20 +403,18 @@ def _fits(value: Any, hint: Any) -> bool:
 def _settings_problem(data: Any) -> str | None:
     """Return why the JSON value `data` cannot be a SweepSettings (one line), or None."""
     import dataclasses
-    import typing
 
     if not isinstance(data, dict):
         return f"expected a JSON object of sweep settings, got a {type(data).__name__}"
-    hints = typing.get_type_hints(SweepSettings)
+    names = [f.name for f in fields(SweepSettings)]
     for key, value in data.items():
-        if key not in hints:
-            return f"unknown key {quote(key)}; expected one of: {', '.join(hints)}"
-        if not _fits(value, hints[key]):
-            expected = getattr(hints[key], "__name__", None) or str(hints[key])
-            return f"{key} = {quote(value)}: expected {expected.replace('typing.', '')}"
+        if key not in names:
+            return f"unknown key {quote(key)}; expected one of: {', '.join(names)}"
+        if problem := setting_problem(key, value):
+            return f"{key} = {quote(value)}: {problem}"
     missing = [
         f.name
-        for f in dataclasses.fields(SweepSettings)
+        for f in fields(SweepSettings)
         if f.name not in data
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
@@ -325,13 +444,3 @@ def load_settings(out_dir: Path) -> SweepSettings:
     settings.space = str(out_dir / settings.space)  # an absolute path stays as it is
     settings.out = str(out_dir)
     return settings
-
-
-def expected_trials(settings: SweepSettings) -> int:
-    """Return how many trials the sweep runs when it is not interrupted."""
-    if settings.search != "grid":
-        return settings.samples
-    from raymia.sweep.space import load_space
-
-    space = load_space(settings.space)
-    return len(space.grid if space.grid is not None else [{}]) * len(space.seeds)

@@ -63,14 +63,22 @@ against the member count; a space that can draw a strength these rule out is rej
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from raymia.errors import quote, show_path
 from raymia.mechanisms import REGISTRY
 from raymia.mechanisms.registry import riders
-from raymia.sweep.settings import SAMPLERS, SEARCHES
+from raymia.sweep.settings import setting_problem, settings_where
 from raymia.trial.config import (
     ConfigError,
     TrialConfig,
@@ -85,19 +93,32 @@ SWITCH = "on/{}"
 STRENGTH = "mechanisms/{}"
 
 
-class SweepDefaults(BaseModel):
-    """Sweep settings a space may carry; the command line overrides each, and
-    `raymia.sweep.settings.SweepSettings` holds the defaults of those a space leaves out."""
+def _sweep_block() -> type[BaseModel]:
+    """Return the model of a space file's ``sweep:`` block: the settings whose rule in
+    `raymia.sweep.settings.SweepSettings` says a space may give them, each optional and
+    checked by `setting_problem` (the command line overrides each; the table holds the
+    defaults of those a space leaves out)."""
+    names = [f.name for f in settings_where(space=True)]
 
-    model_config = ConfigDict(extra="forbid")
+    def check(block: BaseModel) -> BaseModel:
+        for name in names:
+            value = getattr(block, name)
+            if value is not None and (problem := setting_problem(name, value)):
+                raise ValueError(f"sweep.{name} = {quote(value)}: {problem}")
+        return block
 
-    samples: int | None = Field(None, ge=1, le=100_000)
-    search: Literal[SEARCHES] | None = None  # type: ignore[valid-type]
-    sampler: Literal[SAMPLERS] | None = None  # type: ignore[valid-type]
-    objectives: str | None = None
-    max_concurrent: int | None = Field(None, ge=1, le=10_000)
-    cpus_per_trial: float | None = Field(None, gt=0)
-    gpus_per_trial: float | None = Field(None, ge=0)
+    return create_model(
+        "SweepDefaults",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Sweep settings a space may carry (None: not given).",
+        __module__=__name__,
+        __validators__={"check": model_validator(mode="after")(check)},
+        **{name: (Any, None) for name in names},
+    )
+
+
+#: A space file's ``sweep:`` block (Tune's state of a sweep pickles it by this name).
+SweepDefaults = _sweep_block()
 
 
 class SpaceFile(BaseModel):
@@ -397,4 +418,4 @@ def _space_error(err: ValidationError, where: str) -> str:
 
 def shipped_space(name: str) -> Path:
     """Return the path of a search space shipped with raymia (e.g. 'frontier')."""
-    return Path(__file__).resolve().parent.parent / "search_spaces" / f"{name}.yaml"
+    return Path(__file__).resolve().parents[2] / "search_spaces" / f"{name}.yaml"

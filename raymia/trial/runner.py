@@ -91,7 +91,7 @@ def _git_sha() -> str | None:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
+            cwd=Path(__file__).resolve().parents[1],
             capture_output=True,
             text=True,
             timeout=5,

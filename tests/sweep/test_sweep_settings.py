@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -66,3 +67,113 @@ def test_settings_read_back_from_a_file_are_checked_too(tmp_path, change, messag
     settings = SweepSettings(space=str(space), out=str(tmp_path / "out"), **change)
     with pytest.raises(ConfigError, match=message):
         check_settings(settings, load_space(space))
+
+
+# --------------------------------------------------------------------------------------------
+# One table: each setting's type, bounds and default, read by the flags, a space's sweep:
+# block, sweep.json and the checks alike.
+
+
+def _outside(spec: dataclasses.Field) -> object:
+    """Return a value just outside a setting's bounds or choices (its rule in the table)."""
+    rule = spec.metadata
+    if rule["choices"]:
+        return "no-such-" + rule["choices"][0]
+    whole = isinstance(spec.default, int) or spec.name == "max_concurrent"
+    if rule["hi"] is not None:
+        return int(rule["hi"]) + 1 if whole else rule["hi"] * 1.5
+    if rule["lo"] is not None:
+        return int(rule["lo"]) - 1 if whole else rule["lo"] - 0.5
+    if rule["above"] is not None:
+        return rule["above"]
+    return None
+
+
+BOUNDED = [spec for spec in dataclasses.fields(SweepSettings) if _outside(spec) is not None]
+
+
+def test_every_bounded_setting_is_a_row_of_the_table():
+    # the settings with bounds or choices, as the table declares them
+    assert [spec.name for spec in BOUNDED] == [
+        "samples",
+        "search",
+        "sampler",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "max_concurrent",
+        "sampler_seed",
+        "max_failures",
+        "trial_timeout",
+        "reference_workers",
+    ]
+
+
+@pytest.mark.parametrize("spec", BOUNDED, ids=[spec.name for spec in BOUNDED])
+def test_a_value_outside_a_bound_is_refused_alike_by_the_checks_sweep_json_and_a_space(
+    spec, tmp_path
+):
+    import json
+
+    from raymia.sweep.settings import load_settings, setting_problem
+
+    value = _outside(spec)
+    problem = setting_problem(spec.name, value)
+    assert problem and problem.startswith("expected ")
+    problem = re.escape(problem)
+    space = tmp_path / "space.yaml"
+    space.write_text("mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n")
+    # the checks (what a flag's value meets)
+    settings = SweepSettings(space=str(space), out=str(tmp_path / "out"), **{spec.name: value})
+    with pytest.raises(ConfigError, match=f"--{spec.name.replace('_', '-')} .*{problem}"):
+        check_settings(settings, load_space(space))
+    # sweep.json
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"space": "space.yaml", "out": ".", spec.name: value})
+    )
+    with pytest.raises(ConfigError, match=f"sweep.json: .*{spec.name} = .*{problem}"):
+        load_settings(tmp_path)
+    # a space's sweep: block, where the table lets a space give the setting
+    block = tmp_path / "block.yaml"
+    block.write_text(
+        f"sweep: {{{spec.name}: {json.dumps(value)}}}\n"
+        "mechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
+    )
+    if spec.metadata["space"]:
+        with pytest.raises(ConfigError, match=f"sweep.{spec.name} = .*{problem}"):
+            load_space(block)
+    else:
+        with pytest.raises(ConfigError, match=f"unknown key 'sweep.{spec.name}'"):
+            load_space(block)
+
+
+def test_every_setting_with_help_is_a_flag_and_every_space_setting_a_sweep_key():
+    from raymia.sweep.space import SweepDefaults
+
+    parser = build_parser()
+    sweep = next(
+        a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("sweep")
+    )
+    flags = {opt for action in sweep._actions for opt in action.option_strings}
+    for spec in dataclasses.fields(SweepSettings):
+        assert (f"--{spec.name.replace('_', '-')}" in flags) == (spec.metadata["help"] is not None)
+        assert (spec.name in SweepDefaults.model_fields) == spec.metadata["space"], spec.name
+
+
+def test_a_value_inside_every_bound_passes_all_three_readers(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "sweep: {samples: 100000, max_concurrent: 10000, cpus_per_trial: 0.25, "
+        "gpus_per_trial: 0}\nmechanisms: {dropout: {uniform: [0.0, 0.5]}}\n"
+    )
+    block = load_space(space).sweep
+    assert block.samples == 100_000 and block.cpus_per_trial == 0.25
+    settings = SweepSettings(
+        space=str(space),
+        out=str(tmp_path / "out"),
+        samples=100_000,
+        reference_workers=0,
+        trial_timeout=1.0,
+        sampler_seed=0,
+        max_failures=0,
+    )
+    check_settings(settings, load_space(space))
