@@ -320,6 +320,45 @@ def train_models(
     device = device or resolve_device(config.device)
     if len(specs) > 1 and (problem := ensemble_problem(config, specs)) is not None:
         raise ValueError(f"these {len(specs)} models cannot train as an ensemble: {problem}")
+    training = _set_up(config, info, specs, device, use_mechanisms)
+    for epoch in range(config.epochs):
+        if _epoch(training, epoch):
+            break
+    return _finish(training, time.perf_counter() - started)
+
+
+@dataclass
+class _Training:
+    """What one run of :func:`train_models` trains: its members, their stack (None for one
+    model, trained as itself), the optimizer over them, the training temperature, the device
+    and the data set's info."""
+
+    run: list[_Member]
+    stack: StackedModels | None
+    optimizer: torch.optim.Optimizer
+    temperature: float
+    device: torch.device
+    info: DatasetInfo
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Return each member's logits on its own inputs `xs` (in the members' order)."""
+        return [self.run[0].model(xs[0])] if self.stack is None else self.stack.forward(xs)
+
+    def module(self, k: int) -> nn.Module:
+        """Return member `k`'s model (its own module, out of the stack when there is one)."""
+        return self.run[k].model if self.stack is None else self.stack.module(k)
+
+
+def _set_up(
+    config: TrialConfig,
+    info: DatasetInfo,
+    specs: Sequence[TrainSpec],
+    device: torch.device,
+    use_mechanisms: bool,
+) -> _Training:
+    """Return the run of `specs` ready to train: each spec's member (:func:`_member`), one
+    model wrapped by its mechanisms' wrappers or several stacked, the optimizer over them and
+    the training temperature."""
     run = [_member(config, info, spec, device, use_mechanisms) for spec in specs]
     first = run[0]
     optimizer_options: dict = {}
@@ -335,67 +374,69 @@ def train_models(
         first.context.model = model
     else:
         optimizer = _optimizer(config, stack.parameters(), optimizer_options)
-
-    def forward(xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [first.model(xs[0])] if stack is None else stack.forward(xs)
-
-    def module(k: int) -> nn.Module:
-        return run[k].model if stack is None else stack.module(k)
-
     temperature = math.prod(m.train_temperature for m in first.mechanisms)
+    return _Training(run, stack, optimizer, temperature, device, info)
 
-    for epoch in range(config.epochs):
-        if stack is None:
-            first.model.train()
-        else:
-            stack.train()
-        totals = [torch.zeros((), device=device) for _ in run]
-        counts = [0 for _ in run]
-        for step in zip(*(member.batches for member in run), strict=True):
-            deadline.check()  # a sweep's --trial-timeout ends a slow trial within one batch
-            if len(step[0][1]) == 0:  # Poisson sampling (DP-SGD, one model) can draw none
-                continue
-            batches = []
-            for member, (x, y) in zip(run, step, strict=True):
-                batch = Batch(x, y, info.num_classes)
-                for m in member.transforms:
-                    batch = m.transform(batch)
-                batches.append(batch)
-            logits = forward([batch.x for batch in batches])
-            losses = [
-                _loss(member, z, batch, temperature)
-                for member, z, batch in zip(run, logits, batches, strict=True)
-            ]
-            loss = sum(losses[k] for k in range(len(run)) if not run[k].stopped)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if stack is not None:
-                stack.restore_held()
-            for k, (value, batch) in enumerate(zip(losses, batches, strict=True)):
-                totals[k] = totals[k] + value.detach() * len(batch.y)
-                counts[k] += len(batch.y)
-        for k, member in enumerate(run):
-            if member.stopped:
-                continue
-            member.epochs_run = epoch + 1
-            member.last_loss = float(totals[k]) / max(1, counts[k])
-            if not math.isfinite(member.last_loss):
-                raise TrainingDiverged(
-                    f"training loss became {member.last_loss} in epoch {member.epochs_run}"
-                )
-            # every stopper sees every epoch (no short-circuit), so each keeps its state right
-            if any([m.after_epoch(module(k)) for m in member.using("stopping")]):
-                member.stopped = True
-                if stack is not None:
-                    stack.hold(k)
-        if all(member.stopped for member in run):
-            break
 
-    seconds = time.perf_counter() - started
-    results = []
+def _epoch(training: _Training, epoch: int) -> bool:
+    """Train every member one epoch (`epoch`, counted from 0) over its batches, then record
+    each running member's epochs and mean loss and ask its stoppers; return whether every
+    member has stopped. Raises TrainingDiverged when a member's loss is non-finite."""
+    run, stack, optimizer = training.run, training.stack, training.optimizer
+    if stack is None:
+        run[0].model.train()
+    else:
+        stack.train()
+    totals = [torch.zeros((), device=training.device) for _ in run]
+    counts = [0 for _ in run]
+    for step in zip(*(member.batches for member in run), strict=True):
+        deadline.check()  # a sweep's --trial-timeout ends a slow trial within one batch
+        if len(step[0][1]) == 0:  # Poisson sampling (DP-SGD, one model) can draw none
+            continue
+        batches = []
+        for member, (x, y) in zip(run, step, strict=True):
+            batch = Batch(x, y, training.info.num_classes)
+            for m in member.transforms:
+                batch = m.transform(batch)
+            batches.append(batch)
+        logits = training.forward([batch.x for batch in batches])
+        losses = [
+            _loss(member, z, batch, training.temperature)
+            for member, z, batch in zip(run, logits, batches, strict=True)
+        ]
+        loss = sum(losses[k] for k in range(len(run)) if not run[k].stopped)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if stack is not None:
+            stack.restore_held()
+        for k, (value, batch) in enumerate(zip(losses, batches, strict=True)):
+            totals[k] = totals[k] + value.detach() * len(batch.y)
+            counts[k] += len(batch.y)
     for k, member in enumerate(run):
-        trained = module(k)
+        if member.stopped:
+            continue
+        member.epochs_run = epoch + 1
+        member.last_loss = float(totals[k]) / max(1, counts[k])
+        if not math.isfinite(member.last_loss):
+            raise TrainingDiverged(
+                f"training loss became {member.last_loss} in epoch {member.epochs_run}"
+            )
+        # every stopper sees every epoch (no short-circuit), so each keeps its state right
+        if any([m.after_epoch(training.module(k)) for m in member.using("stopping")]):
+            member.stopped = True
+            if stack is not None:
+                stack.hold(k)
+    return all(member.stopped for member in run)
+
+
+def _finish(training: _Training, seconds: float) -> list[TrainResult]:
+    """Return each member's TrainResult, in order: its model (its stoppers' on_train_end run
+    on it, unwrapped, in eval mode), epochs run, DP epsilon, final loss and the run's
+    `seconds`."""
+    results = []
+    for k, member in enumerate(training.run):
+        trained = training.module(k)
         for m in member.using("stopping"):
             m.on_train_end(trained)
         epsilons = [e for m in member.mechanisms if (e := m.epsilon()) is not None]
