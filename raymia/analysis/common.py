@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_OBJECTIVES",
     "add_budgets",
     "add_objectives",
+    "add_out_dir",
     "add_tolerance",
     "attacks_in",
     "check_objectives",
@@ -265,6 +266,13 @@ def add_tolerance(parser: argparse.ArgumentParser, default: float, what: str) ->
         type=_tolerance,
         default=default,
         help=f"accuracy tolerance of {what} (default {default})",
+    )
+
+
+def add_out_dir(parser: argparse.ArgumentParser, what: str, default: str = "the first DIR") -> None:
+    """Add ``--out``, the folder `what` (the script's files) go to (a Path; None: `default`)."""
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"where {what} go (default: {default})"
     )
 
 

@@ -216,12 +216,7 @@ def main(argv: list[str]) -> int:
     """Print and write the mechanism table of the sweeps in ``argv``; return the exit code."""
     parser = common.make_parser("analysis/configurations.py", __doc__)
     common.add_tolerance(parser, TOLERANCE, "the 'beats' rule")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="where configurations.md goes (default: the first DIR)",
-    )
+    common.add_out_dir(parser, "configurations.md")
     args = parser.parse_args(argv)
     df = common.load_sweeps(args.dirs)
     summary = mechanism_summary(df, args.tolerance)

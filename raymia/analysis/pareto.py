@@ -319,12 +319,7 @@ def main(argv: list[str]) -> int:
     """Print and write the Pareto front of the sweeps in ``argv``; return the exit code."""
     parser = common.make_parser("analysis/pareto.py", __doc__)
     common.add_objectives(parser)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="where pareto.md and pareto.png go (default: the first DIR)",
-    )
+    common.add_out_dir(parser, "pareto.md and pareto.png")
     args = parser.parse_args(argv)
     df = common.load_sweeps(args.dirs)
     objectives = common.check_objectives(df, args.objectives)

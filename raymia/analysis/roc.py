@@ -193,9 +193,7 @@ def main(argv: list[str]) -> int:
         metavar="ID",
         help="trial ids (see trials.parquet or analysis/pareto.py)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="where the roc-<trial>.png files go (default: DIR)"
-    )
+    common.add_out_dir(parser, "the roc-<trial>.png files", "DIR")
     args = parser.parse_args(argv)
     df = common.load_sweeps([args.dir])
     out = args.out if args.out is not None else args.dir

@@ -173,12 +173,7 @@ class SweepSettings:
     max_concurrent: int | None = field(
         default=None,
         metadata=rule(
-            "trials at once",
-            lo=1,
-            hi=10_000,
-            space=True,
-            metavar="K",
-            default_text="as many as the resources fit",
+            "trials at once", lo=1, hi=10_000, space=True, metavar="K", default_text="all that fit"
         ),
     )
     address: str | None = field(
