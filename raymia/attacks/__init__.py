@@ -1,9 +1,10 @@
 """Membership inference attacks from a model's outputs, one module each, and their registry.
 
-Every module of this package but the plumbing (`registry`, `scoring`, `reference`) declares
-an attack (`registry.register`) and is imported here: adding an attack is adding one module.
-Higher score = more likely a member; see :mod:`raymia.attacks.registry` for what an attack
-declares and :func:`score_all` for running them.
+Every module of this package but the plumbing (`registry`, `scoring`) declares an attack
+(`registry.register`) and is imported here: adding an attack is adding one module. Higher
+score = more likely a member; see :mod:`raymia.attacks.registry` for what an attack declares
+and :func:`score_all` for running them. The reference models an attack asks for are trained
+by the trial (`raymia.trial.reference_models`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from raymia.attacks.registry import REGISTRY, Attack, Target, register, unregist
 from raymia.attacks.scoring import score_all, scores_from_logits
 from raymia.registry import import_submodules
 
-import_submodules(__name__, __path__, skip={"registry", "scoring", "reference"})
+import_submodules(__name__, __path__, skip={"registry", "scoring"})
 
 from raymia.attacks.lira import lira_offline_scores  # noqa: E402
 from raymia.attacks.loss import yeom_score_threshold, yeom_threshold  # noqa: E402
