@@ -9,8 +9,9 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 from torch import nn
 
-from raymia import attacks, metrics
+from raymia import attacks
 from raymia.data.datasets import DataError, load_splits
+from raymia.privacy import metrics
 from raymia.privacy.logits import per_sample_loss, sample_loss, true_class_margin
 from raymia.trial import reference_models as reference
 from raymia.trial.config import AttackOptions, Mechanisms, TrialConfig
