@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import sys
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from raymia.sweep.settings import (
     budgets_argument,
     default_out,
     flag,
-    settings_where,
+    flagged,
+    setting_type,
 )
 
 
@@ -34,7 +34,7 @@ def _float(text: str) -> float:
 
 
 #: A flag's argparse type by its setting's type.
-_FLAG_TYPES = {"int": int, "float": _float, "str": str}
+_FLAG_TYPES = {int: int, float: _float, str: str}
 
 
 def _default_text(spec: dataclasses.Field) -> str:
@@ -50,17 +50,13 @@ def add_sweep_parser(subparsers: Any) -> None:
         help="search mechanisms and strengths for the accuracy / privacy Pareto front",
         description="Run many trials with Ray Tune; Optuna searches the Pareto front.",
     )
-    hints = typing.get_type_hints(SweepSettings)
-    for spec in dataclasses.fields(SweepSettings):
+    for spec in flagged():
         rule = spec.metadata
-        if rule["help"] is None:
-            continue
         default = rule["default_text"] or _default_text(spec)
         help_text = f"{rule['help']} (default {default})" if rule["help"] else f"default {default}"
-        kind = next(t for name, t in _FLAG_TYPES.items() if name in str(hints[spec.name]))
         p.add_argument(
             flag(spec.name),
-            type=None if rule["choices"] else kind,
+            type=None if rule["choices"] else _FLAG_TYPES[setting_type(spec.name)],
             choices=rule["choices"],
             metavar=rule["metavar"],
             help=help_text,
@@ -84,10 +80,9 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
 
     if args.resume:
         out = Path(args.resume)
-        kept = [spec.name for spec in settings_where(fixed=True) if spec.metadata["help"]]
-        fixed = [name for name in kept if getattr(args, name) is not None]
+        fixed = [s.name for s in flagged(fixed=True) if getattr(args, s.name) is not None]
         if fixed:
-            free = [flag(s.name) for s in settings_where(fixed=False) if s.metadata["help"]]
+            free = [flag(s.name) for s in flagged(fixed=False)]
             raise ConfigError(
                 f"--resume {out}: {', '.join(map(flag, fixed))} cannot change on resume (the "
                 f"sweep keeps the settings in {out / SETTINGS_FILE}); only "
@@ -101,15 +96,15 @@ def settings_from_args(args: argparse.Namespace) -> tuple[SweepSettings, bool]:
         settings = load_settings(open_sweep(args.resume, resume=True)[0])
         if is_uri(args.resume):  # the staging copy was read; the sweep lives at the URI
             settings.out = args.resume
-        for spec in settings_where(fixed=False):
-            if spec.metadata["help"] and getattr(args, spec.name) is not None:
+        for spec in flagged(fixed=False):
+            if getattr(args, spec.name) is not None:
                 setattr(settings, spec.name, getattr(args, spec.name))
         return settings, True
     space_path = Path(args.space) if args.space else shipped_space("frontier")
     from_space = load_space(space_path).sweep
     chosen: dict[str, Any] = {}
-    for spec in dataclasses.fields(SweepSettings):
-        if spec.name in ("space", "out") or not spec.metadata["help"]:
+    for spec in flagged():
+        if spec.name in ("space", "out"):
             continue
         value = getattr(args, spec.name)
         if value is None and spec.metadata["space"]:

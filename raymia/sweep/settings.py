@@ -12,6 +12,7 @@ table before any torch or Ray loads.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -35,7 +36,9 @@ __all__ = [
     "SweepSettings",
     "budgets_argument",
     "flag",
+    "flagged",
     "setting_problem",
+    "setting_type",
     "settings_where",
     "check_settings",
     "default_out",
@@ -226,9 +229,34 @@ def settings_where(**wanted: bool) -> list[Field]:
     return [f for f in fields(SweepSettings) if all(f.metadata[k] == v for k, v in wanted.items())]
 
 
+def flagged(**wanted: bool) -> list[Field]:
+    """Return the fields of `settings_where(**wanted)` that have a command-line flag (a
+    `help`, which may be empty), in table order."""
+    return [f for f in settings_where(**wanted) if f.metadata["help"] is not None]
+
+
 def flag(name: str) -> str:
     """Return a setting's command-line flag (``--cpus-per-trial``)."""
     return "--" + name.replace("_", "-")
+
+
+def setting_type(name: str) -> type:
+    """Return the type of the setting `name` without its None (`int | None` gives int)."""
+    import types
+    import typing
+
+    hint = _hints()[name]
+    if isinstance(hint, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """Return `SweepSettings`' field annotations, evaluated once."""
+    import typing
+
+    return typing.get_type_hints(SweepSettings)
 
 
 def _shown(bound: float) -> str:
@@ -240,10 +268,8 @@ def setting_problem(name: str, value: Any) -> str | None:
     """Return what is wrong with `value` for the setting `name` as "expected ..." (its type
     first, then its bounds or choices, from its `SweepSettings` field), or None when it
     fits. A bool is no number; a float must be finite."""
-    import typing
-
     spec = next(f for f in fields(SweepSettings) if f.name == name)
-    hint = typing.get_type_hints(SweepSettings)[name]
+    hint = _hints()[name]
     if not _fits(value, hint):
         expected = getattr(hint, "__name__", None) or str(hint)
         return f"expected {expected.replace('typing.', '')}"
@@ -252,7 +278,7 @@ def setting_problem(name: str, value: Any) -> str | None:
     r = spec.metadata
     if r["choices"] is not None and value not in r["choices"]:
         return f"expected one of {', '.join(r['choices'])}"
-    kind = "an integer" if "int" in str(hint) else "a number"
+    kind = "an integer" if setting_type(name) is int else "a number"
     if r["lo"] is not None and r["hi"] is not None and not r["lo"] <= value <= r["hi"]:
         return f"expected {kind} from {_shown(r['lo'])} to {_shown(r['hi'])}"
     if r["lo"] is not None and r["hi"] is None and value < r["lo"]:

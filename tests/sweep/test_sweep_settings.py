@@ -177,3 +177,58 @@ def test_a_value_inside_every_bound_passes_all_three_readers(tmp_path):
         max_failures=0,
     )
     check_settings(settings, load_space(space))
+
+
+#: A value other than the default for each setting with a flag, as it is typed.
+TYPED = {
+    "space": ("frontier", None),
+    "out": ("elsewhere", "elsewhere"),
+    "samples": ("7", 7),
+    "search": ("random", "random"),
+    "sampler": ("nsga2", "nsga2"),
+    "objectives": ("acc:max,adv:min", "acc:max,adv:min"),
+    "cpus_per_trial": ("2", 2.0),
+    "gpus_per_trial": ("0.5", 0.5),
+    "max_concurrent": ("3", 3),
+    "address": ("auto", "auto"),
+    "sampler_seed": ("4", 4),
+    "trial_timeout": ("60", 60.0),
+    "reference_workers": ("2", 2),
+}
+
+
+def test_every_flag_typed_reaches_the_settings():
+    from raymia.sweep.settings import flagged
+
+    assert sorted(spec.name for spec in flagged()) == sorted(TYPED)
+    for spec in flagged():
+        text, value = TYPED[spec.name]
+        if value is None:
+            continue
+        settings = _settings(f"--{spec.name.replace('_', '-')}", text)
+        assert getattr(settings, spec.name) == value, spec.name
+
+
+def test_every_flag_a_resume_keeps_is_refused_on_resume_and_the_others_are_taken(tmp_path, capsys):
+    from raymia.cli import main
+    from raymia.sweep.settings import flagged, save_settings
+
+    kept = [spec.name for spec in flagged(fixed=True)]
+    assert kept == [
+        "space", "out", "samples", "search", "sampler", "objectives", "cpus_per_trial",
+        "gpus_per_trial", "max_concurrent", "sampler_seed", "reference_workers",
+    ]  # fmt: skip
+    out = tmp_path / "sweep"
+    out.mkdir()
+    save_settings(SweepSettings(space=str(shipped_space("frontier")), out=str(out)), out)
+    for name in kept:
+        typed = f"--{name.replace('_', '-')}"
+        assert main(["sweep", "--resume", str(out), typed, TYPED[name][0]]) == 2, name
+        assert f"{typed} cannot change on resume" in capsys.readouterr().err
+    free = [spec.name for spec in flagged(fixed=False)]
+    assert free == ["address", "trial_timeout"]
+    typed = [text for name in free for text in (f"--{name.replace('_', '-')}", TYPED[name][0])]
+    settings, resume = settings_from_args(
+        build_parser().parse_args(["sweep", "--resume", str(out), *typed])
+    )
+    assert resume and (settings.address, settings.trial_timeout) == ("auto", 60.0)
