@@ -100,9 +100,8 @@ def make_sampler(search: str, sampler: str, samples: int, seed: int) -> Any:
     if search == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "nsga2":
-        from raymia.sweep.sampler import (
-            PicklableNSGAIISampler,  # Optuna's NSGA-II, resumable by Tune
-        )
+        # Optuna's NSGA-II, resumable by Tune
+        from raymia.sweep.sampler import PicklableNSGAIISampler
 
         return PicklableNSGAIISampler(population_size=min(max(samples // 4, 4), 50), seed=seed)
     return optuna.samplers.TPESampler(
